@@ -1,0 +1,1 @@
+"""Prefect flows: the deployable entrypoints of charpipe."""

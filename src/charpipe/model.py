@@ -1,0 +1,102 @@
+"""The book's char-RNN in Keras 3: stacked GRUs and a softmax over characters.
+
+Inputs are character ids. The first layer is a frozen identity embedding,
+which is exactly a one-hot encoding (the book's `tf.one_hot`) but lives inside
+the model, so a saved model takes ids and needs no preprocessing code.
+"""
+
+import keras
+import numpy as np
+
+from charpipe.errors import CharpipeError
+
+
+class ModelError(CharpipeError, ValueError):
+    """A model file is missing, foreign, or does not fit its vocabulary."""
+
+
+def build(vocab_size: int, units: int = 128, n_layers: int = 2, dropout: float = 0.2,
+          recurrent_dropout: float = 0.2, batch_size: int | None = None,
+          stateful: bool = False) -> keras.Model:
+    # Keras 3 dropped `batch_input_shape`; a stateful layer needs the batch size
+    # fixed here, and then only accepts batches of exactly that size.
+    ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="ids")
+    x = keras.layers.Embedding(vocab_size, vocab_size, embeddings_initializer="identity",
+                               trainable=False, name="one_hot")(ids)
+    for i in range(n_layers):
+        x = keras.layers.GRU(units, return_sequences=True, stateful=stateful,
+                             dropout=dropout, recurrent_dropout=recurrent_dropout,
+                             name=f"gru_{i}")(x)
+    # The book wraps this in TimeDistributed; with a fixed batch size and an
+    # unknown time axis Keras 3 then trains on a wrong shape. Dense maps the
+    # last axis of 3-D input the same way.
+    probs = keras.layers.Dense(vocab_size, activation="softmax", name="next_char")(x)
+    return keras.Model(ids, probs, name="char_rnn")
+
+
+def hyperparameters(model: keras.Model) -> dict:
+    grus = gru_layers(model)
+    return {
+        "vocab_size": int(model.output.shape[-1]), "units": grus[0].units,
+        "n_layers": len(grus), "dropout": grus[0].dropout,
+        "recurrent_dropout": grus[0].recurrent_dropout,
+    }
+
+
+def gru_layers(model: keras.Model) -> list:
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
+
+
+def reset_states(model: keras.Model) -> None:
+    # Keras 3 removed Model.reset_states(); each stateful layer resets itself.
+    for layer in model.layers:
+        if getattr(layer, "stateful", False):
+            layer.reset_state()
+
+
+def states(model: keras.Model) -> list[np.ndarray]:
+    return [keras.ops.convert_to_numpy(layer.states[0]) for layer in gru_layers(model)]
+
+
+def compile_for_training(model: keras.Model, learning_rate: float) -> None:
+    model.compile(loss="sparse_categorical_crossentropy",
+                  optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
+
+
+def with_batch_size(model: keras.Model, batch_size: int | None,
+                    stateful: bool) -> keras.Model:
+    """The same network and weights, rebuilt for another batch size."""
+    twin = build(**hyperparameters(model), batch_size=batch_size, stateful=stateful)
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def to_stateless(model: keras.Model) -> keras.Model:
+    return with_batch_size(model, batch_size=None, stateful=False)
+
+
+def load(path) -> keras.Model:
+    """Load a .keras file without running any code stored in it."""
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"{path} is not a charpipe model that Keras can load "
+                         f"safely: {exc}") from exc
+    if not gru_layers(model) or len(model.inputs) != 1:
+        raise ModelError(f"{path} is a Keras model, but not a charpipe char-RNN")
+    return model
+
+
+def next_char_loss(probs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """Mean cross-entropy in nats/char and accuracy of argmax predictions."""
+    picked = np.take_along_axis(probs, targets[..., None].astype(np.int64), axis=-1)
+    nats = float(-np.mean(np.log(np.maximum(picked, 1e-12))))
+    accuracy = float(np.mean(np.argmax(probs, axis=-1) == targets))
+    return nats, accuracy
+
+
+def heldout_loss(model: keras.Model, rows: np.ndarray) -> tuple[float, float]:
+    """Loss and accuracy of a stateless model reading each row start to end."""
+    x = rows[:, :-1].astype(np.int32)
+    probs = model.predict(x, batch_size=len(x), verbose=0)
+    return next_char_loss(probs, rows[:, 1:])
