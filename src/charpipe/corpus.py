@@ -101,6 +101,13 @@ def _stream(source: str, scratch: Path) -> str:
             raise TransientError(
                 f"download of {source} was cut after {out.tell()} bytes ({exc!r}). "
                 + _way_out(source)) from exc
+        # http.client returns a short body without complaint when the server
+        # hangs up early; only the announced length tells.
+        announced = getattr(response, "headers", {}).get("Content-Length")
+        if announced is not None and int(announced) != out.tell():
+            raise TransientError(
+                f"download of {source} was cut after {out.tell()} bytes of "
+                f"{announced}. " + _way_out(source))
         out.flush()
         os.fsync(out.fileno())
     return digest.hexdigest()
