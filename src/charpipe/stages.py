@@ -204,7 +204,8 @@ def evaluate(root: Path, converted: Ref, encoded: Ref, params: dict, logger=log)
     vocab = encoding.read_vocab(encoded.folder)
     metrics = {"vocab_size": len(vocab), "uniform_loss": math.log(len(vocab))}
     for part in ("val", "test"):
-        loss, accuracy = char_model.heldout_loss(model, heldout_rows(encoded, part, HELDOUT_STREAMS))
+        rows = heldout_rows(encoded, part, HELDOUT_STREAMS)
+        loss, accuracy = char_model.heldout_loss(model, rows)
         metrics.update({f"{part}_loss": loss, f"{part}_bits_per_char": loss / math.log(2),
                         f"{part}_accuracy": accuracy})
     logger.info("evaluate: val_loss %.4f nats/char (%.3f bits/char), accuracy %.3f; "

@@ -107,8 +107,12 @@ def resume_point(workdir: Path, logger) -> tuple[keras.Model | None, list]:
 
 
 def train(windows: np.ndarray, val_rows: np.ndarray, vocab_size: int, params: dict,
-          workdir: Path, logger=log, on_epoch=None) -> tuple[keras.Model, list]:
-    """Train the stateful model on contiguous windows; return it and its history."""
+          workdir: Path, logger=log, on_epoch=None,
+          callbacks: tuple = ()) -> tuple[keras.Model, list]:
+    """Train the stateful model on contiguous windows; return it and its history.
+
+    `callbacks` run after charpipe's own, so they see states already reset.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(params["seed"])
     batch_size = windows.shape[1]
@@ -121,9 +125,9 @@ def train(windows: np.ndarray, val_rows: np.ndarray, vocab_size: int, params: di
 
     epochs = params["epochs"]
     if len(history) < epochs:
-        callbacks = [ResetStatesAtEpochStart(),
-                     EpochEnd(val_rows, workdir, history, epochs, logger, on_epoch)]
+        ours = [ResetStatesAtEpochStart(),
+                EpochEnd(val_rows, workdir, history, epochs, logger, on_epoch)]
         model.fit(dataset(windows), epochs=epochs, initial_epoch=len(history),
-                  shuffle=False, callbacks=callbacks,
+                  shuffle=False, callbacks=ours + list(callbacks),
                   verbose=1 if sys.stdout.isatty() else 0)
     return model, history[:epochs]
