@@ -4,6 +4,8 @@ Parameters carry the command line's names; any left as None take the value
 of the preset (or charpipe's defaults, the book's hyperparameters).
 """
 
+from typing import Literal
+
 from prefect import flow
 from prefect.runtime import flow_run
 
@@ -19,6 +21,7 @@ def train(
     sha256: str | None = None,
     artifacts: str | None = None,
     lowercase: bool | None = None,
+    decode_errors: Literal["strict", "replace"] | None = None,
     max_chars: int | None = None,
     val_fraction: float | None = None,
     test_fraction: float | None = None,

@@ -19,6 +19,8 @@ RUN_FLAGS = [
     ("--source", str, "URL, file:// URL or path of the corpus"),
     ("--sha256", str, "expected sha256 of the corpus; a mismatch stops the run"),
     ("--artifacts", str, "artifact root (default: $CHARPIPE_ARTIFACTS or ./artifacts)"),
+    ("--decode-errors", str, "'strict' refuses bytes that are not UTF-8 (default); "
+     "'replace' reads them as U+FFFD"),
     ("--max-chars", int, "use only the first N characters of the corpus"),
     ("--val-fraction", float, "share of the text held out for validation"),
     ("--test-fraction", float, "share of the text held out for the final test"),
@@ -61,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float, default=0.5,
                      help=f"> 0, or {GREEDY} for the most likely character")
     gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--drop-unknown", action="store_true",
+                     help="leave out prompt characters the model does not know "
+                     "(default: refuse them)")
     return parser
 
 
@@ -95,21 +100,16 @@ def _generate(args) -> int:
     if not (args.temperature > 0 or args.temperature == GREEDY):
         raise ConfigError(f"temperature: must be > 0, or {GREEDY} for greedy "
                           f"decoding, got {args.temperature}")
-    folder = Path(args.model)
-    if not (folder / "model.keras").is_file() or not (folder / "vocab.json").is_file():
-        raise ConfigError(f"model: {folder} is not a model folder (it needs model.keras "
-                          "and vocab.json, as the convert stage writes them)")
-
     from charpipe import model, sampling
 
-    vocab = json.loads((folder / "vocab.json").read_text())
-    net = model.load(folder / "model.keras")
-    if net.output.shape[-1] != len(vocab):
-        raise ConfigError(f"model: {folder} has a model over {net.output.shape[-1]} "
-                          f"characters but a vocabulary of {len(vocab)}")
-    [text] = sampling.complete(net, vocab, args.prompt, args.length, args.temperature,
+    net, vocab = model.load_folder(args.model)
+    prompt = sampling.usable_prompt(args.prompt, vocab, args.drop_unknown)
+    if prompt != args.prompt:
+        print(f"charpipe: left out prompt characters outside the vocabulary: "
+              f"{sorted(set(args.prompt) - set(vocab))!r}", file=sys.stderr)
+    [text] = sampling.complete(net, vocab, prompt, args.length, args.temperature,
                                args.seed)
-    print(args.prompt + text)
+    print(prompt + text)
     return 0
 
 

@@ -7,6 +7,7 @@ leaves the cache keys of the training stages untouched.
 """
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,9 @@ from charpipe.errors import CharpipeError
 DEFAULT_SOURCE = "https://homl.info/shakespeare"
 DEFAULT_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
 DEFAULT_ARTIFACTS = "artifacts"
+
+# How bytes that are not UTF-8 are read: refused, or read as U+FFFD.
+DECODE_ERRORS = ("strict", "replace")
 
 # Sampling at temperature 0 takes the most likely character (greedy decoding).
 GREEDY = 0.0
@@ -31,6 +35,7 @@ class Config:
     sha256: str | None = None
     source_ttl_hours: float = 24.0
     lowercase: bool = True
+    decode_errors: str = "strict"
     max_chars: int | None = None
     val_fraction: float = 0.05
     test_fraction: float = 0.05
@@ -74,7 +79,7 @@ PRESETS: dict[str, dict] = {
 # Which fields each stage's output depends on; anything else cannot change it.
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "download": ("source", "sha256", "source_ttl_hours"),
-    "encode": ("lowercase", "max_chars", "val_fraction", "test_fraction"),
+    "encode": ("lowercase", "decode_errors", "max_chars", "val_fraction", "test_fraction"),
     "shard": ("batch_size", "n_steps"),
     "train": ("units", "n_layers", "dropout", "recurrent_dropout",
               "learning_rate", "epochs", "seed"),
@@ -143,9 +148,9 @@ def validate(config: Config) -> None:
         raise ConfigError(
             "val_fraction + test_fraction: must leave at least half the corpus "
             f"for training, got {config.val_fraction} + {config.test_fraction}")
-    if not config.learning_rate > 0:
+    if not 0 < config.learning_rate < math.inf:
         raise ConfigError(
-            f"learning_rate: must be > 0, got {config.learning_rate!r}")
+            f"learning_rate: must be a finite number > 0, got {config.learning_rate!r}")
     if not config.source_ttl_hours > 0:
         raise ConfigError(
             f"source_ttl_hours: must be > 0, got {config.source_ttl_hours!r}")
@@ -156,6 +161,9 @@ def validate(config: Config) -> None:
             raise ConfigError(
                 f"temperatures: {t!r} is not allowed; use a value > 0, "
                 f"or {GREEDY} for greedy decoding")
+    if config.decode_errors not in DECODE_ERRORS:
+        raise ConfigError(
+            f"decode_errors: must be one of {DECODE_ERRORS}, got {config.decode_errors!r}")
     if not config.prompt:
         raise ConfigError("prompt: must not be empty")
     if config.sha256 is not None and not _is_hex64(config.sha256):

@@ -42,14 +42,30 @@ class Splits:
         return slice(starts[part], starts[part] + getattr(self, part))
 
 
-def read_text(path: Path, lowercase: bool = True, max_chars: int | None = None) -> str:
+def read_text(path: Path, lowercase: bool = True, max_chars: int | None = None,
+              decode_errors: str = "strict") -> str:
+    """The corpus as text: UTF-8 without a byte-order mark, newlines as "\\n".
+
+    Windows line endings are normalised, so a corpus saved on Windows has the
+    same vocabulary as the same text saved elsewhere. `decode_errors="replace"`
+    turns undecodable bytes into U+FFFD instead of refusing the file.
+    """
     raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
+    nul = raw.find(b"\x00")
+    if nul >= 0:
         raise EncodingError(
-            f"{path} is not UTF-8 text: byte {exc.start} is "
-            f"0x{raw[exc.start]:02x}. Convert it to UTF-8 and try again.") from exc
+            f"{path} looks binary: it has a NUL byte at offset {nul}. charpipe "
+            "trains on UTF-8 text; convert the file (UTF-16 text also has NUL "
+            "bytes) or point --source at another one.")
+    try:
+        text = raw.decode("utf-8-sig", errors=decode_errors)
+    except UnicodeDecodeError as exc:
+        offset = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        raise EncodingError(
+            f"{path} is not UTF-8 text: byte {offset} is 0x{raw[offset]:02x}. "
+            "Convert it to UTF-8, or pass --decode-errors replace to read such "
+            "bytes as U+FFFD.") from exc
+    text = text.replace("\r\n", "\n")
     if max_chars is not None:
         text = text[:max_chars]
     return text.lower() if lowercase else text
