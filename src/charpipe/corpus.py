@@ -69,7 +69,8 @@ def fingerprint(source: str) -> dict:
             "mtime_ns": stat.st_mtime_ns}
 
 
-def fetch(source: str, dest: Path, sha256: str | None = None) -> str:
+def fetch(source: str, dest: Path, sha256: str | None = None,
+          timeout_s: float = TIMEOUT_S) -> str:
     """Copy or download `source` to `dest`; return its sha256.
 
     `dest` appears only complete and verified. A hash mismatch removes the
@@ -78,7 +79,7 @@ def fetch(source: str, dest: Path, sha256: str | None = None) -> str:
     dest = Path(dest)
     scratch = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.part")
     try:
-        digest = _stream(source, scratch)
+        digest = _stream(source, scratch, timeout_s)
         if sha256 and digest != sha256.lower():
             raise CorpusError(
                 f"sha256 mismatch for {source}: expected {sha256.lower()}, got "
@@ -90,11 +91,11 @@ def fetch(source: str, dest: Path, sha256: str | None = None) -> str:
         scratch.unlink(missing_ok=True)
 
 
-def _stream(source: str, scratch: Path) -> str:
+def _stream(source: str, scratch: Path, timeout_s: float) -> str:
     digest = hashlib.sha256()
-    with _open(source) as response, open(scratch, "wb") as out:
+    with _open(source, timeout_s) as response, open(scratch, "wb") as out:
         try:
-            while chunk := response.read(_CHUNK):
+            while chunk := response.read1(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
         except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
@@ -113,7 +114,7 @@ def _stream(source: str, scratch: Path) -> str:
     return digest.hexdigest()
 
 
-def _open(source: str):
+def _open(source: str, timeout_s: float):
     path = local_path(source)
     if path is not None:
         try:
@@ -124,8 +125,13 @@ def _open(source: str):
                 "Pass an existing file or URL with --source.") from exc
     request = urllib.request.Request(source, headers={"User-Agent": USER_AGENT})
     try:
-        return urllib.request.urlopen(request, timeout=TIMEOUT_S)
+        return urllib.request.urlopen(request, timeout=timeout_s)
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            # urllib gives up on a redirect it has seen before, or after ten.
+            raise CorpusError(f"{source} redirects in a loop or too many times "
+                              f"(last: HTTP {exc.code} to {exc.headers.get('Location')}). "
+                              + _way_out(source)) from exc
         kind = TransientError if exc.code >= 500 or exc.code == 429 else CorpusError
         raise kind(f"{source} answered HTTP {exc.code} {exc.reason}. "
                    + _way_out(source)) from exc
