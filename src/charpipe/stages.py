@@ -17,10 +17,12 @@ from charpipe.errors import CharpipeError
 from charpipe import corpus, encoding, sharding, store
 from charpipe.store import Ref
 
+
 log = logging.getLogger(__name__)
 
 CORPUS_FILE = "corpus.txt"
 MODEL_FILE = "model.keras"
+VOCAB_FILE = "vocab.json"
 # Held-out text is read as this many contiguous streams in one batch.
 HELDOUT_STREAMS = 32
 
@@ -74,49 +76,69 @@ def _manifest_inputs(inputs: list[Ref]) -> dict:
             for ref in inputs}
 
 
+def _once(root: Path, stage: str, inputs: list[Ref], params: dict, logger,
+          build) -> Ref:
+    """The stage's folder: reused when intact, else built by `build(key)`.
+
+    The stage key's lock is held throughout, so a second run of the same
+    configuration waits for the first and reuses its folder.
+    """
+    key_ = key(stage, inputs, params)
+    with store.claim(root, stage, key_):
+        if found := _existing(root, stage, key_, logger):
+            return found
+        return build(key_)
+
+
 def download(root: Path, params: dict, logger=log) -> Ref:
     """Stage 1: the corpus bytes, verified against the pinned sha256."""
-    key_ = key("download", [], params)
-    if found := _existing(root, "download", key_, logger):
-        return found
-    keyed = key_params("download", params)
-    with store.building(root, "download", key_, {}, keyed) as out:
-        digest = corpus.fetch(params["source"], out / CORPUS_FILE, params.get("sha256"))
-        logger.info("corpus: %s, %d bytes, sha256 %s", params["source"],
-                    (out / CORPUS_FILE).stat().st_size, digest)
-    return store.ref_for(root, "download", key_, digest)
+    def build(key_: str) -> Ref:
+        keyed = key_params("download", params)
+        with store.building(root, "download", key_, {}, keyed) as out:
+            digest = corpus.fetch(params["source"], out / CORPUS_FILE,
+                                  params.get("sha256"))
+            logger.info("corpus: %s, %d bytes, sha256 %s", params["source"],
+                        (out / CORPUS_FILE).stat().st_size, digest)
+        return store.ref_for(root, "download", key_, digest)
+
+    return _once(root, "download", [], params, logger, build)
 
 
 def encode(root: Path, corpus_ref: Ref, params: dict, logger=log) -> Ref:
     """Stage 2: vocabulary and ids as Parquet, with the split sizes."""
     inputs = [corpus_ref]
-    key_ = key("encode", inputs, params)
-    if found := _existing(root, "encode", key_, logger):
-        return found
-    with store.building(root, "encode", key_, _manifest_inputs(inputs), params) as out:
-        text = encoding.read_text(corpus_ref.folder / CORPUS_FILE, params["lowercase"],
-                                  params["max_chars"])
-        meta = encoding.write(out, text, corpus_ref.digest, params["val_fraction"],
-                              params["test_fraction"], params["lowercase"])
-        logger.info("encode: %d characters, vocabulary of %d, splits %s",
-                    meta["n_chars"], meta["vocab_size"], meta["splits"])
-    return store.ref_for(root, "encode", key_)
+
+    def build(key_: str) -> Ref:
+        with store.building(root, "encode", key_, _manifest_inputs(inputs),
+                            params) as out:
+            text = encoding.read_text(corpus_ref.folder / CORPUS_FILE,
+                                      params["lowercase"], params["max_chars"],
+                                      params["decode_errors"])
+            meta = encoding.write(out, text, corpus_ref.digest, params["val_fraction"],
+                                  params["test_fraction"], params["lowercase"])
+            logger.info("encode: %d characters, vocabulary of %d, splits %s",
+                        meta["n_chars"], meta["vocab_size"], meta["splits"])
+        return store.ref_for(root, "encode", key_)
+
+    return _once(root, "encode", inputs, params, logger, build)
 
 
 def shard(root: Path, encoded: Ref, params: dict, logger=log) -> Ref:
     """Stage 3: contiguous training batches for the stateful model."""
     inputs = [encoded]
-    key_ = key("shard", inputs, params)
-    if found := _existing(root, "shard", key_, logger):
-        return found
-    with store.building(root, "shard", key_, _manifest_inputs(inputs), params) as out:
-        ids = encoding.read_ids(encoded.folder, "train")
-        layout = sharding.plan(len(ids), params["batch_size"], params["n_steps"])
-        sharding.write(out / sharding.TRAIN_FILE, ids, layout)
-        logger.info("shard: %d batches of %d x %d, %d characters dropped",
-                    layout.n_batches, layout.batch_size, layout.n_steps + 1,
-                    layout.dropped)
-    return store.ref_for(root, "shard", key_)
+
+    def build(key_: str) -> Ref:
+        with store.building(root, "shard", key_, _manifest_inputs(inputs),
+                            params) as out:
+            ids = encoding.read_ids(encoded.folder, "train")
+            layout = sharding.plan(len(ids), params["batch_size"], params["n_steps"])
+            sharding.write(out / sharding.TRAIN_FILE, ids, layout)
+            logger.info("shard: %d batches of %d x %d, %d characters dropped",
+                        layout.n_batches, layout.batch_size, layout.n_steps + 1,
+                        layout.dropped)
+        return store.ref_for(root, "shard", key_)
+
+    return _once(root, "shard", inputs, params, logger, build)
 
 
 def heldout_rows(encoded: Ref, part: str, batch_size: int):
@@ -126,48 +148,52 @@ def heldout_rows(encoded: Ref, part: str, batch_size: int):
 def train(root: Path, shards: Ref, encoded: Ref, params: dict, logger=log,
           on_epoch=None) -> Ref:
     """Stage 4: the stateful model, trained with a state reset every epoch."""
-    from charpipe import training
-
     inputs = [shards, encoded]
-    key_ = key("train", inputs, params)
-    if found := _existing(root, "train", key_, logger):
-        return found
-    windows, layout = sharding.read(shards.folder / sharding.TRAIN_FILE)
-    val_rows = heldout_rows(encoded, "val", layout.batch_size)
-    vocab_size = encoding.read_meta(encoded.folder)["vocab_size"]
-    workdir = store.stage_dir(root, "train", f".work-{key_}")
-    model, history = training.train(windows, val_rows, vocab_size, params, workdir,
-                                     logger, on_epoch)
-    with store.building(root, "train", key_, _manifest_inputs(inputs), params) as out:
-        model.save(out / MODEL_FILE)
-        store.write_json(out / "history.json", history)
-    shutil.rmtree(workdir, ignore_errors=True)
-    return store.ref_for(root, "train", key_)
+
+    def build(key_: str) -> Ref:
+        from charpipe import training
+
+        windows, layout = sharding.read(shards.folder / sharding.TRAIN_FILE)
+        val_rows = heldout_rows(encoded, "val", layout.batch_size)
+        vocab_size = encoding.read_meta(encoded.folder)["vocab_size"]
+        workdir = store.stage_dir(root, "train", f".work-{key_}")
+        model, history = training.train(windows, val_rows, vocab_size, params,
+                                         workdir, logger, on_epoch)
+        with store.building(root, "train", key_, _manifest_inputs(inputs),
+                            params) as out:
+            model.save(out / MODEL_FILE)
+            store.write_json(out / "history.json", history)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return store.ref_for(root, "train", key_)
+
+    return _once(root, "train", inputs, params, logger, build)
 
 
 def convert(root: Path, trained: Ref, encoded: Ref, params: dict, logger=log,
             tolerance: float = 1e-5) -> Ref:
     """Stage 5: a stateless copy for any batch size, checked against the original."""
-    from charpipe import model as char_model
-
     inputs = [trained, encoded]
-    key_ = key("convert", inputs, params)
-    if found := _existing(root, "convert", key_, logger):
-        return found
-    stateful = char_model.load(trained.folder / MODEL_FILE)
-    stateless = char_model.to_stateless(stateful)
-    check = equivalence(stateful, stateless, encoded, tolerance)
-    logger.info("convert: max |stateless - stateful| = %.3g on a held-out batch "
-                "(tolerance %g)", check["max_abs_diff"], tolerance)
-    if not check["passed"]:
-        raise ConversionError(
-            f"the stateless model differs from the stateful one by "
-            f"{check['max_abs_diff']:.3g} > {tolerance}; it was not saved")
-    with store.building(root, "convert", key_, _manifest_inputs(inputs), params) as out:
-        stateless.save(out / MODEL_FILE)
-        store.write_json(out / "vocab.json", encoding.read_vocab(encoded.folder))
-        store.write_json(out / "check.json", check)
-    return store.ref_for(root, "convert", key_)
+
+    def build(key_: str) -> Ref:
+        from charpipe import model as char_model
+
+        stateful = char_model.load(trained.folder / MODEL_FILE)
+        stateless = char_model.to_stateless(stateful)
+        check = equivalence(stateful, stateless, encoded, tolerance)
+        logger.info("convert: max |stateless - stateful| = %.3g on a held-out batch "
+                    "(tolerance %g)", check["max_abs_diff"], tolerance)
+        if not check["passed"]:
+            raise ConversionError(
+                f"the stateless model differs from the stateful one by "
+                f"{check['max_abs_diff']:.3g} > {tolerance}; it was not saved")
+        with store.building(root, "convert", key_, _manifest_inputs(inputs),
+                            params) as out:
+            stateless.save(out / MODEL_FILE)
+            store.write_json(out / VOCAB_FILE, encoding.read_vocab(encoded.folder))
+            store.write_json(out / "check.json", check)
+        return store.ref_for(root, "convert", key_)
+
+    return _once(root, "convert", inputs, params, logger, build)
 
 
 class ConversionError(CharpipeError, RuntimeError):
@@ -193,36 +219,47 @@ def equivalence(stateful, stateless, encoded: Ref, tolerance: float) -> dict:
 
 def evaluate(root: Path, converted: Ref, encoded: Ref, params: dict, logger=log) -> Ref:
     """Stage 6: held-out loss, bits per character, accuracy and samples."""
-    from charpipe import model as char_model
-    from charpipe import sampling
-
     inputs = [converted, encoded]
-    key_ = key("evaluate", inputs, params)
-    if found := _existing(root, "evaluate", key_, logger):
-        return found
-    model = char_model.load(converted.folder / MODEL_FILE)
-    vocab = encoding.read_vocab(encoded.folder)
-    metrics = {"vocab_size": len(vocab), "uniform_loss": math.log(len(vocab))}
+
+    def build(key_: str) -> Ref:
+        from charpipe import model as char_model
+        from charpipe import sampling
+
+        model = char_model.load(converted.folder / MODEL_FILE)
+        vocab = encoding.read_vocab(encoded.folder)
+        metrics = heldout_metrics(model, encoded, len(vocab))
+        logger.info("evaluate: val_loss %.4f nats/char (%.3f bits/char), accuracy "
+                    "%.3f; uniform guess %.4f", metrics["val_loss"],
+                    metrics["val_bits_per_char"], metrics["val_accuracy"],
+                    metrics["uniform_loss"])
+        samples = []
+        for temperature in params["temperatures"]:
+            [text] = sampling.complete(model, vocab, params["prompt"],
+                                       params["sample_length"], temperature,
+                                       params["seed"])
+            samples.append({"temperature": temperature, "prompt": params["prompt"],
+                            "text": text})
+        with store.building(root, "evaluate", key_, _manifest_inputs(inputs),
+                            params) as out:
+            store.write_json(out / "metrics.json", metrics)
+            store.write_json(out / "samples.json", samples)
+            (out / "samples.md").write_text(samples_markdown(samples))
+        return store.ref_for(root, "evaluate", key_)
+
+    return _once(root, "evaluate", inputs, params, logger, build)
+
+
+def heldout_metrics(model, encoded: Ref, vocab_size: int) -> dict:
+    """Loss (nats and bits per character) and accuracy on validation and test."""
+    from charpipe import model as char_model
+
+    metrics = {"vocab_size": vocab_size, "uniform_loss": math.log(vocab_size)}
     for part in ("val", "test"):
         rows = heldout_rows(encoded, part, HELDOUT_STREAMS)
         loss, accuracy = char_model.heldout_loss(model, rows)
         metrics.update({f"{part}_loss": loss, f"{part}_bits_per_char": loss / math.log(2),
                         f"{part}_accuracy": accuracy})
-    logger.info("evaluate: val_loss %.4f nats/char (%.3f bits/char), accuracy %.3f; "
-                "uniform guess %.4f", metrics["val_loss"], metrics["val_bits_per_char"],
-                metrics["val_accuracy"], metrics["uniform_loss"])
-
-    samples = []
-    for temperature in params["temperatures"]:
-        [text] = sampling.complete(model, vocab, params["prompt"],
-                                   params["sample_length"], temperature, params["seed"])
-        samples.append({"temperature": temperature, "prompt": params["prompt"],
-                        "text": text})
-    with store.building(root, "evaluate", key_, _manifest_inputs(inputs), params) as out:
-        store.write_json(out / "metrics.json", metrics)
-        store.write_json(out / "samples.json", samples)
-        (out / "samples.md").write_text(samples_markdown(samples))
-    return store.ref_for(root, "evaluate", key_)
+    return metrics
 
 
 def samples_markdown(samples: list[dict]) -> str:

@@ -7,6 +7,8 @@ only when complete, with a `manifest.json` listing every file's sha256; a
 folder that fails that check is never loaded.
 """
 
+import errno
+import fcntl
 import hashlib
 import json
 import logging
@@ -114,8 +116,9 @@ def verify(folder: Path) -> str | None:
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
-        if path.stat().st_size != expected["bytes"]:
-            return f"{name} has {path.stat().st_size} bytes, manifest says {expected['bytes']}"
+        size = path.stat().st_size
+        if size != expected["bytes"]:
+            return f"{name} has {size} bytes, manifest says {expected['bytes']}"
         if sha256_file(path) != expected["sha256"]:
             return f"{name} does not match its sha256 in the manifest"
     return None
@@ -148,27 +151,70 @@ def _quarantine(folder: Path, reason: str) -> None:
     os.replace(folder, target)
 
 
+def _make_dirs(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write artifacts under {folder}: {exc.strerror}. "
+            "Choose a writable folder with --artifacts or CHARPIPE_ARTIFACTS.") from exc
+
+
+@contextmanager
+def claim(root: Path, stage: str, key: str):
+    """Hold the lock of one stage key for as long as the block runs.
+
+    Two runs of the same configuration at once would otherwise build (and,
+    for training, checkpoint) the same folder side by side; with the lock the
+    later one waits and then finds the folder ready.
+    """
+    folder = Path(root) / stage
+    _make_dirs(folder)
+    with open(folder / f".lock-{key}", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT}
+
+
+def _no_space(exc: BaseException | None) -> bool:
+    """Whether a full disk (or a file size limit) is behind `exc` or its causes."""
+    while exc is not None:
+        if isinstance(exc, OSError) and (
+                exc.errno in _NO_SPACE
+                or any(os.strerror(code) in str(exc) for code in _NO_SPACE)):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 @contextmanager
 def building(root: Path, stage: str, key: str, inputs: dict, params: dict):
     """Yield a scratch folder; on success publish it as ROOT/stage/key.
 
     The manifest is written last and the folder renamed into place in one
     step. If another run published the same key meanwhile, its folder is
-    kept and ours discarded: both were built from the same inputs.
+    kept and ours discarded: both were built from the same inputs. Whatever
+    fails, the scratch folder goes and nothing half-written is published.
     """
     final = stage_dir(root, stage, key)
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        scratch = final.with_name(f".building-{key}-{uuid.uuid4().hex[:8]}")
-        scratch.mkdir()
-    except OSError as exc:
-        raise StoreError(
-            f"cannot write artifacts under {final.parent}: {exc.strerror}. "
-            "Choose a writable folder with --artifacts or CHARPIPE_ARTIFACTS.") from exc
+    _make_dirs(final.parent)
+    scratch = final.with_name(f".building-{key}-{uuid.uuid4().hex[:8]}")
+    _make_dirs(scratch)
     try:
         yield scratch
         _seal(scratch, stage, key, inputs, params)
         _publish(scratch, final)
+    except Exception as exc:
+        if _no_space(exc):
+            raise StoreError(
+                f"ran out of space while writing {final}: {exc}. Nothing was "
+                "published; free some space or choose another --artifacts.") from exc
+        raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
