@@ -5,6 +5,9 @@ which is exactly a one-hot encoding (the book's `tf.one_hot`) but lives inside
 the model, so a saved model takes ids and needs no preprocessing code.
 """
 
+import json
+from pathlib import Path
+
 import keras
 import numpy as np
 
@@ -85,6 +88,37 @@ def load(path) -> keras.Model:
     if not gru_layers(model) or len(model.inputs) != 1:
         raise ModelError(f"{path} is a Keras model, but not a charpipe char-RNN")
     return model
+
+
+def load_folder(folder) -> tuple[keras.Model, list[str]]:
+    """A stateless model and its vocabulary, as the convert stage writes them.
+
+    The folder is checked before anything is loaded: its manifest (when it
+    has one) must match its files, and the vocabulary must fit the model.
+    """
+    from charpipe import store
+    from charpipe.stages import MODEL_FILE, VOCAB_FILE
+
+    folder = Path(folder)
+    if not (folder / MODEL_FILE).is_file() or not (folder / VOCAB_FILE).is_file():
+        raise ModelError(f"{folder} is not a model folder: it needs {MODEL_FILE} and "
+                         f"{VOCAB_FILE}, as the convert stage writes them")
+    if (folder / store.MANIFEST).exists() and (problem := store.verify(folder)):
+        raise ModelError(f"{folder} is damaged ({problem}); it was not loaded. "
+                         "Run the pipeline again to rebuild it.")
+    try:
+        vocab = json.loads((folder / VOCAB_FILE).read_text())
+    except ValueError as exc:
+        raise ModelError(f"{folder / VOCAB_FILE} is not valid JSON: {exc}") from exc
+    if (not isinstance(vocab, list) or len(set(vocab)) != len(vocab)
+            or not all(isinstance(c, str) and len(c) == 1 for c in vocab)):
+        raise ModelError(f"{folder / VOCAB_FILE} is not a list of distinct characters")
+    model = load(folder / MODEL_FILE)
+    if model.output.shape[-1] != len(vocab):
+        raise ModelError(f"{folder}: the model predicts {model.output.shape[-1]} "
+                         f"characters but its vocabulary has {len(vocab)}; the two "
+                         "files do not belong together")
+    return model, vocab
 
 
 def next_char_loss(probs: np.ndarray, targets: np.ndarray) -> tuple[float, float]:

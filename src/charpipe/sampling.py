@@ -19,15 +19,30 @@ class PromptError(CharpipeError, ValueError):
     """The prompt cannot be encoded with the model's vocabulary."""
 
 
-def encode_prompt(prompt: str, vocab: list[str]) -> np.ndarray:
-    if not prompt:
-        raise PromptError("the prompt is empty; give at least one character")
-    index = {c: i for i, c in enumerate(vocab)}
-    unknown = sorted({c for c in prompt if c not in index})
-    if unknown:
+def usable_prompt(prompt: str, vocab: list[str], drop_unknown: bool = False) -> str:
+    """The prompt as the model can read it.
+
+    Characters outside the vocabulary are refused, naming them, or with
+    `drop_unknown` left out; a prompt with nothing left is refused.
+    """
+    known = set(vocab)
+    unknown = sorted({c for c in prompt if c not in known})
+    if unknown and not drop_unknown:
         raise PromptError(
             f"prompt characters {unknown!r} are not in the model's vocabulary of "
-            f"{len(vocab)} characters ({''.join(vocab)!r}); remove them")
+            f"{len(vocab)} characters ({''.join(vocab)!r}); remove them, or pass "
+            "--drop-unknown to leave them out")
+    kept = "".join(c for c in prompt if c in known)
+    if not kept:
+        raise PromptError("the prompt is empty" + (
+            " once characters outside the vocabulary are left out" if prompt else "")
+            + "; give at least one character of the vocabulary")
+    return kept
+
+
+def encode_prompt(prompt: str, vocab: list[str]) -> np.ndarray:
+    usable_prompt(prompt, vocab)  # refuses an empty prompt or unknown characters
+    index = {c: i for i, c in enumerate(vocab)}
     return np.array([index[c] for c in prompt], dtype=np.int32)
 
 
