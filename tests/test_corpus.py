@@ -1,8 +1,6 @@
-"""Downloads through a real HTTP server on 127.0.0.1."""
+"""Downloads through a real HTTP server on 127.0.0.1 (see conftest.CorpusServer)."""
 
 import hashlib
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -11,35 +9,10 @@ from charpipe import corpus
 TEXT = ("first citizen:\nbefore we proceed any further, hear me speak.\n" * 50).encode()
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/corpus.txt":
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(TEXT)))
-            self.end_headers()
-            self.wfile.write(TEXT)
-        elif self.path == "/cut.txt":
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(TEXT)))
-            self.end_headers()
-            self.wfile.write(TEXT[:100])  # then hang up
-        elif self.path == "/busy.txt":
-            self.send_error(503, "busy")
-        else:
-            self.send_error(404, "not here")
-
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture(scope="module")
-def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+@pytest.fixture
+def server(corpus_server):
+    corpus_server.files["/corpus.txt"] = TEXT
+    return corpus_server.url
 
 
 def test_download_checks_the_hash(tmp_path, server):
@@ -59,25 +32,36 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, server):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_404_is_final_and_leaves_nothing(tmp_path, server):
-    with pytest.raises(corpus.CorpusError, match="HTTP 404") as info:
-        corpus.fetch(f"{server}/missing.txt", tmp_path / "c.txt")
+@pytest.mark.parametrize("path, message", [
+    ("/missing.txt", "HTTP 404"),
+    ("/loop.txt", "redirects in a loop"),
+])
+def test_final_failures_are_not_retried_and_leave_nothing(tmp_path, server, path,
+                                                          message):
+    with pytest.raises(corpus.CorpusError, match=message) as info:
+        corpus.fetch(f"{server}{path}", tmp_path / "c.txt")
     assert not isinstance(info.value, corpus.TransientError)
+    assert "--source" in str(info.value)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_server_errors_and_cut_downloads_are_worth_a_retry(tmp_path, server):
-    with pytest.raises(corpus.TransientError, match="HTTP 503"):
-        corpus.fetch(f"{server}/busy.txt", tmp_path / "c.txt")
-    with pytest.raises(corpus.TransientError, match="cut after 100 bytes"):
-        corpus.fetch(f"{server}/cut.txt", tmp_path / "c.txt")
+@pytest.mark.parametrize("path, message", [
+    ("/busy.txt", "HTTP 503"),
+    ("/broken.txt", "HTTP 500"),
+    ("/cut.txt", "cut after 1000 bytes of 5000"),
+    ("/stall.txt", "cut after 1000 bytes"),
+    ("/slow.txt", "unreachable .*timed out"),
+])
+def test_failures_worth_a_retry_leave_nothing(tmp_path, server, path, message):
+    with pytest.raises(corpus.TransientError, match=message):
+        corpus.fetch(f"{server}{path}", tmp_path / "c.txt", timeout_s=0.5)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unreachable_default_source_names_the_way_out(tmp_path, monkeypatch):
     # Nothing listens on port 9 of 127.0.0.1: the request is refused at once.
     monkeypatch.setattr(corpus, "DEFAULT_SOURCE", "http://127.0.0.1:9/shakespeare")
-    with pytest.raises(corpus.TransientError, match="--source"):
+    with pytest.raises(corpus.TransientError, match="offline, point --source"):
         corpus.fetch("http://127.0.0.1:9/shakespeare", tmp_path / "c.txt")
 
 

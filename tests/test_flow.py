@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from charpipe import store
 
@@ -18,12 +17,6 @@ pytestmark = pytest.mark.slow
 STAGES = ["download", "encode", "shard", "train", "convert", "evaluate"]
 TINY = {"max_chars": 40_000, "batch_size": 8, "n_steps": 30, "units": 16,
         "epochs": 1, "sample_length": 20, "temperatures": [0.0, 1.0]}
-
-
-@pytest.fixture(scope="module")
-def prefect_api():
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 @pytest.fixture
@@ -125,3 +118,25 @@ def test_the_readme_smoke_run_and_generate(corpus_path, tmp_path):
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 1
     assert "['R']" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_downloads_are_retried_only_when_a_retry_may_help(prefect_api, corpus_server,
+                                                          tmp_path):
+    from prefect import flow
+
+    import tasks
+    from charpipe import config, corpus
+
+    quick = tasks.download.with_options(retry_delay_seconds=0)
+
+    @flow
+    def fetch(source: str):
+        params = config.stage_params(config.resolve(source=source), "download")
+        return quick(root=str(tmp_path), params=params)
+
+    for path, hits in (("/busy-retried.txt", 4), ("/missing-once.txt", 1)):
+        with pytest.raises(corpus.CorpusError, match="--source"):
+            fetch(corpus_server.url + path)
+        assert corpus_server.hits[path] == hits
+    assert [p.name for p in (tmp_path / "download").iterdir()
+            if not p.name.startswith(".lock-")] == []
