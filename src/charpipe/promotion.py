@@ -12,9 +12,20 @@ import math
 from pathlib import Path
 
 from charpipe import encoding, registry, stages, store
+from charpipe.config import ConfigError
 from charpipe.store import Ref
 
 MODEL_FIELDS = ("units", "n_layers", "dropout", "recurrent_dropout")
+
+
+def check_options(tolerance: float, warm_epochs: int | None) -> None:
+    """Refuse bad retrain options before any work starts."""
+    registry.check_tolerance(tolerance)
+    if warm_epochs is not None and (isinstance(warm_epochs, bool)
+                                    or not isinstance(warm_epochs, int)
+                                    or warm_epochs < 1):
+        raise ConfigError(
+            f"warm_epochs: must be a positive integer, got {warm_epochs!r}")
 
 
 def test_text(encoded: Ref) -> str:
