@@ -49,6 +49,11 @@ def _loss(value) -> str:
     return "–" if value is None else f"{value:.4f}"
 
 
+def _short(model: str | None) -> str:
+    # The folder's stage and key name it; the root is in the registry table.
+    return "none" if model is None else "/".join(Path(model).parts[-2:])
+
+
 def decision_markdown(decision: dict) -> str:
     entry = decision["candidate"]
     verdict = "**promoted** to champion" if decision["decision"] == "promoted" \
@@ -56,10 +61,11 @@ def decision_markdown(decision: dict) -> str:
     return (
         f"# Promotion decision\n\nThe model of this run was {verdict}: "
         f"{decision['reason']}.\n\n"
-        f"| | model | test loss (nats/char) |\n|---|---|---|\n"
-        f"| candidate | `{entry['model']}` | {_loss(decision['candidate_loss'])} |\n"
-        f"| champion | `{decision['champion_model'] or 'none'}` | "
-        f"{_loss(decision['champion_loss'])} |\n\n"
+        f"| | test loss (nats/char) | model |\n|---|---|---|\n"
+        f"| candidate | {_loss(decision['candidate_loss'])} | "
+        f"`{_short(entry['model'])}` |\n"
+        f"| champion | {_loss(decision['champion_loss'])} | "
+        f"`{_short(decision['champion_model'])}` |\n\n"
         f"Both measured on the test part of this run's corpus (sha256 "
         f"`{entry['corpus_sha256'][:16]}…`, test text sha256 "
         f"`{entry['test_text_sha256'][:16]}…`); champion's loss: "
@@ -73,5 +79,5 @@ def history_rows(state: dict) -> list[dict]:
              "candidate_loss": d["candidate_loss"],
              "champion_loss": d["champion_loss"], "tolerance": d["tolerance"],
              "corpus_sha256": d["candidate"]["corpus_sha256"][:12],
-             "flow_run_id": d["flow_run_id"], "model": d["candidate"]["model"]}
+             "flow_run_id": d["flow_run_id"], "model": _short(d["candidate"]["model"])}
             for d in state["decisions"]]
