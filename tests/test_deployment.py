@@ -48,7 +48,7 @@ def server(tmp_path_factory):
 
     workdir = tmp_path_factory.mktemp("prefect-server")
     started = []
-    with localserver.running(workdir, started) as (env, port):
+    with localserver.running(workdir, started) as (env, _):
         env["PREFECT_WORKER_QUERY_SECONDS"] = "1"
         prefect("work-pool", "create", "charpipe", "--type", "process", env=env)
         prefect("deploy", "--all", env=env)
@@ -58,7 +58,7 @@ def server(tmp_path_factory):
             cwd=REPO))
         with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
             with get_client(sync_client=True) as client:
-                yield env, client, workdir
+                yield env, client, workdir / "worker.log"
 
 
 def run_deployment(name: str, params: dict, env: dict) -> UUID:
@@ -70,16 +70,15 @@ def run_deployment(name: str, params: dict, env: dict) -> UUID:
     return UUID(re.search(r"UUID: ([0-9a-f-]{36})", out).group(1))
 
 
-def wait_final(client, flow_run_id: UUID, workdir: Path, timeout: float = 420):
+def wait_final(client, flow_run_id: UUID, log: Path, timeout: float = 420):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = client.read_flow_run(flow_run_id)
         if run.state and run.state.is_final():
             return run
         time.sleep(1)
-    worker_log = (workdir / "worker.log").read_text()[-4000:]
     pytest.fail(f"flow run {flow_run_id} not finished after {timeout} s; "
-                f"worker log:\n{worker_log}")
+                f"{log}:\n{log.read_text()[-4000:]}")
 
 
 def task_states(client, flow_run_id: UUID) -> dict[str, str]:
@@ -100,7 +99,7 @@ def artifacts(client, flow_run_id: UUID) -> dict:
 
 
 def test_train_then_retrain_through_a_worker(server, corpus_path, tmp_path):
-    env, client, workdir = server
+    env, client, worker_log = server
     params = {**PARAMS, "source": str(corpus_path),
               "artifacts": str(tmp_path / "artifacts")}
 
@@ -109,7 +108,7 @@ def test_train_then_retrain_through_a_worker(server, corpus_path, tmp_path):
     [schedule] = retrain.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 3 * * *", "UTC")
 
-    trained = wait_final(client, run_deployment("train/train", params, env), workdir)
+    trained = wait_final(client, run_deployment("train/train", params, env), worker_log)
     assert trained.state.name == "Completed", trained.state.message
     assert task_states(client, trained.id) == {stage: "Completed" for stage in STAGES}
     found = artifacts(client, trained.id)
@@ -118,7 +117,7 @@ def test_train_then_retrain_through_a_worker(server, corpus_path, tmp_path):
     assert "data:image/svg+xml;base64," in found["charpipe-learning-curve"].data
     assert "temperature" in found["charpipe-samples"].data
 
-    second = wait_final(client, run_deployment("retrain/retrain", params, env), workdir)
+    second = wait_final(client, run_deployment("retrain/retrain", params, env), worker_log)
     assert second.state.name == "Completed", second.state.message
     states = task_states(client, second.id)
     assert states == {**{stage: "Cached" for stage in STAGES}, "promote": "Completed"}
@@ -135,13 +134,13 @@ def test_train_then_retrain_through_a_worker(server, corpus_path, tmp_path):
 
 def test_two_retrains_at_once_leave_one_consistent_registry(server, corpus_path,
                                                             tmp_path):
-    env, client, workdir = server
+    env, client, worker_log = server
     root = tmp_path / "artifacts"
     runs = [run_deployment("retrain/retrain",
                            {**PARAMS, "source": str(corpus_path), "artifacts": str(root),
                             "seed": seed}, env)
             for seed in (1, 2)]
-    finished = [wait_final(client, run, workdir) for run in runs]
+    finished = [wait_final(client, run, worker_log) for run in runs]
     assert [run.state.name for run in finished] == ["Completed", "Completed"]
 
     state = registry.read(root)
@@ -151,3 +150,47 @@ def test_two_retrains_at_once_leave_one_consistent_registry(server, corpus_path,
     assert second["champion_model"] == first["candidate"]["model"]
     winner = first if second["decision"] == "rejected" else second
     assert state["champion"]["model"] == winner["candidate"]["model"]
+
+
+def test_charpipe_serve_runs_both_deployments_without_a_worker(corpus_path, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    started = []
+    with localserver.running(tmp_path / "server", started) as (env, _):
+        log = tmp_path / "serve.log"
+        # A relative artifact root, from another folder: served runs must
+        # still write under it.
+        started.append(localserver.start(
+            [str(Path(sys.executable).with_name("charpipe")), "serve", "--preset",
+             "smoke", "--source", str(corpus_path), "--artifacts", "artifacts"],
+            env, log, cwd=tmp_path))
+        with temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            with get_client(sync_client=True) as client:
+                retrain = wait_deployment(client, "retrain/retrain", log)
+                [schedule] = retrain.schedules
+                assert schedule.schedule.cron == "0 3 * * *"
+                assert retrain.global_concurrency_limit.limit == 1
+                wait_deployment(client, "train/train", log)
+
+                overrides = {k: v for k, v in PARAMS.items() if k != "preset"}
+                run = wait_final(client, run_deployment("train/train", overrides, env),
+                                 log)
+                assert run.state.name == "Completed", run.state.message
+                assert run.parameters["preset"] == "smoke"
+                states = task_states(client, run.id)
+                assert states == {stage: "Completed" for stage in STAGES}
+    assert (tmp_path / "artifacts" / "evaluate").is_dir()
+
+
+def wait_deployment(client, name: str, log: Path, timeout: float = 120):
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            time.sleep(1)
+    pytest.fail(f"{name} was not registered in {timeout} s; {log}:\n"
+                f"{log.read_text()[-4000:]}")

@@ -176,7 +176,11 @@ def _retrain(args) -> int:
 def _serve(args) -> int:
     parameters = {name: getattr(args, name) for name in ("preset", "source", "artifacts")
                   if getattr(args, name) is not None}
-    resolve(**parameters)
+    config = resolve(**parameters)
+    # Served runs start in a scratch folder: relative paths must be made absolute.
+    parameters["artifacts"] = str(config.root)
+    if args.source and "://" not in args.source:
+        parameters["source"] = str(Path(args.source).expanduser().resolve())
 
     from flows.serve import serve
 
