@@ -86,7 +86,8 @@ def main() -> int:
         found = artifacts_of(port, flow_run_id)
         for key in KEYS:
             if key not in found:
-                sys.exit(f"the run published no artifact {key!r}; it has {sorted(found)}")
+                sys.exit(f"the run published no artifact {key!r}; "
+                         f"it has {sorted(found)}")
             screenshot(chromium, f"{base}/artifacts/artifact/{found[key]}",
                        out / f"{key}.png", args.height)
     shutil.rmtree(workdir, ignore_errors=True)

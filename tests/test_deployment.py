@@ -117,7 +117,8 @@ def test_train_then_retrain_through_a_worker(server, corpus_path, tmp_path):
     assert "data:image/svg+xml;base64," in found["charpipe-learning-curve"].data
     assert "temperature" in found["charpipe-samples"].data
 
-    second = wait_final(client, run_deployment("retrain/retrain", params, env), worker_log)
+    second = wait_final(client, run_deployment("retrain/retrain", params, env),
+                        worker_log)
     assert second.state.name == "Completed", second.state.message
     states = task_states(client, second.id)
     assert states == {**{stage: "Cached" for stage in STAGES}, "promote": "Completed"}
@@ -136,15 +137,15 @@ def test_two_retrains_at_once_leave_one_consistent_registry(server, corpus_path,
                                                             tmp_path):
     env, client, worker_log = server
     root = tmp_path / "artifacts"
-    runs = [run_deployment("retrain/retrain",
-                           {**PARAMS, "source": str(corpus_path), "artifacts": str(root),
-                            "seed": seed}, env)
+    params = {**PARAMS, "source": str(corpus_path), "artifacts": str(root)}
+    runs = [run_deployment("retrain/retrain", {**params, "seed": seed}, env)
             for seed in (1, 2)]
     finished = [wait_final(client, run, worker_log) for run in runs]
     assert [run.state.name for run in finished] == ["Completed", "Completed"]
 
     state = registry.read(root)
-    assert sorted(d["flow_run_id"] for d in state["decisions"]) == sorted(map(str, runs))
+    ids = sorted(d["flow_run_id"] for d in state["decisions"])
+    assert ids == sorted(map(str, runs))
     first, second = state["decisions"]
     assert first["decision"] == "promoted" and first["champion_loss"] is None
     assert second["champion_model"] == first["candidate"]["model"]

@@ -47,7 +47,8 @@ def test_one_epoch_and_flat_losses_still_draw():
 def test_the_markdown_carries_the_picture_inline():
     history = rows([3.0, 2.5], [2.9, 2.6])
     markdown = plots.learning_curve_markdown(history)
-    [encoded] = re.findall(r"\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", markdown)
+    pattern = r"\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)"
+    [encoded] = re.findall(pattern, markdown)
     assert base64.b64decode(encoded).decode() == plots.learning_curve_svg(history)
     assert "| 2 | 2.5000 | 2.6000 |" in markdown
 

@@ -174,7 +174,8 @@ def _retrain(args) -> int:
 
 
 def _serve(args) -> int:
-    parameters = {name: getattr(args, name) for name in ("preset", "source", "artifacts")
+    names = ("preset", "source", "artifacts")
+    parameters = {name: getattr(args, name) for name in names
                   if getattr(args, name) is not None}
     config = resolve(**parameters)
     # Served runs start in a scratch folder: relative paths must be made absolute.

@@ -70,7 +70,8 @@ def wait_healthy(port: int, proc: subprocess.Popen, log: Path,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise ServerError(f"prefect server exited with {proc.returncode}; see {log}")
+            raise ServerError(
+                f"prefect server exited with {proc.returncode}; see {log}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:

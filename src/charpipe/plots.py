@@ -75,7 +75,8 @@ def learning_curve_svg(history: list[dict], title: str = "Learning curve") -> st
                   for px, py in points]
         ly = TOP + 14 + 16 * i
         parts.append(f'<line x1="{WIDTH - RIGHT - 130}" x2="{WIDTH - RIGHT - 110}" '
-                     f'y1="{ly - 4}" y2="{ly - 4}" stroke="{colour}" stroke-width="2"/>')
+                     f'y1="{ly - 4}" y2="{ly - 4}" stroke="{colour}" '
+                     'stroke-width="2"/>')
         parts.append(f'<text x="{WIDTH - RIGHT - 104}" y="{ly}">{label}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
