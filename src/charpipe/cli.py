@@ -117,12 +117,14 @@ def _print_summary(result: dict) -> None:
 
 
 def _generate(args) -> int:
+    if args.model is None:
+        args.model = str(_champion_folder(args.artifacts))
     if args.length < 0:
         raise ConfigError(f"length: must be 0 or more, got {args.length}")
     if not (args.temperature > 0 or args.temperature == GREEDY):
         raise ConfigError(f"temperature: must be > 0, or {GREEDY} for greedy "
                           f"decoding, got {args.temperature}")
-    folder = Path(args.model) if args.model else _champion_folder(args.artifacts)
+    folder = Path(args.model)
     if not (folder / "model.keras").is_file() or not (folder / "vocab.json").is_file():
         raise ConfigError(f"model: {folder} is not a model folder (it needs model.keras "
                           "and vocab.json, as the convert stage writes them)")
