@@ -2,9 +2,11 @@
 """Screenshots of charpipe's artifacts in the Prefect UI, from a real run.
 
 Starts a throwaway `prefect server start` on a free port of 127.0.0.1 (its own
-PREFECT_HOME, analytics off), runs `charpipe retrain` against it on a small
-configuration, then opens each artifact's page and the flow run's page in
-headless Chromium and saves PNGs. The server is stopped at the end.
+PREFECT_HOME, analytics off), runs `charpipe retrain` against it twice on a
+small configuration (a champion, then a one-epoch model it should beat), then
+opens the first flow run's page, each of its artifacts' pages and the second
+run's promotion decision and registry in headless Chromium and saves PNGs. The server is
+stopped at the end.
 
     python scripts/screenshot_artifacts.py --source ../shared/data/tinyshakespeare.txt
 
@@ -70,28 +72,36 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="charpipe-screenshots-"))
     with localserver.running(workdir) as (env, port):
-        charpipe = str(Path(sys.executable).with_name("charpipe"))
-        run = subprocess.run(
-            [charpipe, "retrain", "--preset", "smoke", "--source", args.source,
-             "--artifacts", str(workdir / "artifacts"), "--max-chars", "60000",
-             "--units", "32", "--epochs", str(args.epochs), "--json"],
-            env=env, capture_output=True, text=True, timeout=1200)
-        if run.returncode != 0:
-            sys.exit(f"charpipe retrain failed:\n{run.stderr[-3000:]}")
-        flow_run_id = json.loads(run.stdout.strip().splitlines()[-1])["flow_run_id"]
-
         base = f"http://127.0.0.1:{port}"
-        screenshot(chromium, f"{base}/runs/flow-run/{flow_run_id}",
-                   out / "flow-run.png", args.height)
-        found = artifacts_of(port, flow_run_id)
-        for key in KEYS:
-            if key not in found:
-                sys.exit(f"the run published no artifact {key!r}; "
-                         f"it has {sorted(found)}")
-            screenshot(chromium, f"{base}/artifacts/artifact/{found[key]}",
-                       out / f"{key}.png", args.height)
+        # A champion first, then a model of one epoch that it should beat.
+        first = retrain(env, args.source, workdir, args.epochs)
+        second = retrain(env, args.source, workdir, 1)
+        screenshot(chromium, f"{base}/runs/flow-run/{first}", out / "flow-run.png",
+                   args.height)
+        decision = ["charpipe-promotion", "charpipe-registry"]
+        for run, keys, suffix in ((first, KEYS, ""), (second, decision, "-second-run")):
+            found = artifacts_of(port, run)
+            for key in keys:
+                if key not in found:
+                    sys.exit(f"the run published no artifact {key!r}; "
+                             f"it has {sorted(found)}")
+                screenshot(chromium, f"{base}/artifacts/artifact/{found[key]}",
+                           out / f"{key}{suffix}.png", args.height)
     shutil.rmtree(workdir, ignore_errors=True)
     return 0
+
+
+def retrain(env: dict, source: str, workdir: Path, epochs: int) -> str:
+    """Run `charpipe retrain` against the server; return its flow run id."""
+    charpipe = str(Path(sys.executable).with_name("charpipe"))
+    run = subprocess.run(
+        [charpipe, "retrain", "--preset", "smoke", "--source", source,
+         "--artifacts", str(workdir / "artifacts"), "--max-chars", "60000",
+         "--units", "32", "--epochs", str(epochs), "--json"],
+        env=env, capture_output=True, text=True, timeout=1200)
+    if run.returncode != 0:
+        sys.exit(f"charpipe retrain failed:\n{run.stderr[-3000:]}")
+    return json.loads(run.stdout.strip().splitlines()[-1])["flow_run_id"]
 
 
 if __name__ == "__main__":

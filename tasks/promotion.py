@@ -70,7 +70,8 @@ def decision_markdown(decision: dict) -> str:
         f"`{entry['corpus_sha256'][:16]}…`, test text sha256 "
         f"`{entry['test_text_sha256'][:16]}…`); champion's loss: "
         f"{decision['champion_scored']}. Tolerance {decision['tolerance']:g} "
-        f"nats/char. Candidate trained {entry['epochs']} epochs"
+        f"nats/char. Candidate trained {entry['epochs']} "
+        f"epoch{'' if entry['epochs'] == 1 else 's'}"
         f"{', warm-started' if entry.get('warm_start') else ''}.\n")
 
 
