@@ -76,9 +76,12 @@ def decision_markdown(decision: dict) -> str:
 
 
 def history_rows(state: dict) -> list[dict]:
+    def rounded(loss):
+        return None if loss is None else round(loss, 4)
+
     return [{"time": d["time"], "decision": d["decision"],
-             "candidate_loss": d["candidate_loss"],
-             "champion_loss": d["champion_loss"], "tolerance": d["tolerance"],
+             "candidate_loss": rounded(d["candidate_loss"]),
+             "champion_loss": rounded(d["champion_loss"]), "tolerance": d["tolerance"],
              "corpus_sha256": d["candidate"]["corpus_sha256"][:12],
              "flow_run_id": d["flow_run_id"], "model": _short(d["candidate"]["model"])}
             for d in state["decisions"]]
