@@ -9,9 +9,9 @@ from typing import Literal
 from prefect import flow
 from prefect.runtime import flow_run
 
-import tasks
 from charpipe import stages
-from charpipe.config import resolve, stage_params
+from charpipe.config import resolve
+from flows.pipeline import run_stages
 
 
 @flow(name="train", log_prints=True)
@@ -40,23 +40,5 @@ def train(
 ) -> dict:
     overrides = {k: v for k, v in locals().items() if k != "preset"}
     config = resolve(preset, **overrides)
-    root = str(config.root)
-
-    def params(stage):
-        return stage_params(config, stage)
-
-    corpus, c1 = tasks.run(tasks.download, root=root, params=params("download"))
-    encoded, c2 = tasks.run(tasks.encode, root=root, corpus=corpus,
-                            params=params("encode"))
-    shards, c3 = tasks.run(tasks.shard, root=root, encoded=encoded,
-                           params=params("shard"))
-    trained, c4 = tasks.run(tasks.train, root=root, shards=shards, encoded=encoded,
-                            params=params("train"))
-    converted, c5 = tasks.run(tasks.convert, root=root, trained=trained,
-                              encoded=encoded, params=params("convert"))
-    evaluated, c6 = tasks.run(tasks.evaluate, root=root, converted=converted,
-                              encoded=encoded, params=params("evaluate"))
-
-    refs = [corpus, encoded, shards, trained, converted, evaluated]
-    cached = [c1, c2, c3, c4, c5, c6]
+    refs, cached = run_stages(config)
     return stages.report(refs, cached, config, flow_run_id=str(flow_run.id))

@@ -1,5 +1,6 @@
 """Prefect tasks: the library's stages with caching, retries and artifacts."""
 
+from tasks.promotion import promote, warm_start_from
 from tasks.stages import convert, download, encode, evaluate, shard, train
 
 
@@ -9,4 +10,5 @@ def run(task, **kwargs):
     return state.result(), state.name == "Cached"
 
 
-__all__ = ["convert", "download", "encode", "evaluate", "run", "shard", "train"]
+__all__ = ["convert", "download", "encode", "evaluate", "promote", "run", "shard",
+           "train", "warm_start_from"]

@@ -11,10 +11,11 @@ import json
 from pathlib import Path
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import (create_markdown_artifact, create_progress_artifact,
+                               create_table_artifact, update_progress_artifact)
 from prefect.logging import get_run_logger
 
-from charpipe import stages, store
+from charpipe import plots, stages, store
 from charpipe.corpus import TransientError
 from charpipe.store import Ref
 
@@ -95,10 +96,24 @@ def shard(root: str, encoded: Ref, params: dict) -> Ref:
 
 @task(name="train", cache_key_fn=_cache_key("train", "shards", "encoded"), **CACHED)
 def train(root: str, shards: Ref, encoded: Ref, params: dict) -> Ref:
-    ref = stages.train(Path(root), shards, encoded, params, get_run_logger())
+    epochs = params["epochs"]
+    progress = create_progress_artifact(
+        progress=0.0, key="charpipe-training-progress",
+        description=f"Epochs done out of {epochs}")
+
+    def on_epoch(row: dict) -> None:
+        update_progress_artifact(progress, progress=100.0 * row["epoch"] / epochs,
+                                 description=f"Epoch {row['epoch']} of {epochs}")
+
+    ref = stages.train(Path(root), shards, encoded, params, get_run_logger(), on_epoch)
+    update_progress_artifact(progress, progress=100.0,
+                             description=f"{epochs} of {epochs} epochs")
     history = json.loads((ref.folder / "history.json").read_text())
     create_table_artifact(key="charpipe-training", table=history,
                           description="Loss and held-out loss per epoch (nats/char)")
+    create_markdown_artifact(key="charpipe-learning-curve",
+                             markdown=plots.learning_curve_markdown(history),
+                             description="Training and held-out loss per epoch")
     return ref
 
 

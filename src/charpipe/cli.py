@@ -1,4 +1,4 @@
-"""`charpipe run` and `charpipe generate`.
+"""`charpipe run`, `retrain`, `serve` and `generate`.
 
 Parameters are checked before Prefect or TensorFlow is imported, so a typo
 costs milliseconds and touches nothing on disk.
@@ -44,20 +44,33 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run the train flow (embedded Prefect)")
-    run.add_argument("--preset", choices=sorted(PRESETS),
-                     help="'smoke': a small configuration for a one-minute check")
-    for flag, type_, help_ in RUN_FLAGS:
-        run.add_argument(flag, type=type_, help=help_)
-    run.add_argument("--temperatures", type=float, nargs="+",
-                     help=f"sampling temperatures (default 0.2 0.5 1.0; {GREEDY} = greedy)")
-    run.add_argument("--no-lowercase", dest="lowercase", action="store_false",
-                     default=None, help="keep the corpus's case")
-    run.add_argument("--json", action="store_true",
-                     help="print the result as one JSON object on the last line")
+    _add_run_flags(run)
+    retrain = commands.add_parser(
+        "retrain", help="run the retrain flow: train, then promote only a better model")
+    _add_run_flags(retrain)
+    retrain.add_argument("--tolerance", type=float, default=0.0,
+                         help="promote only if the test loss is lower by more than "
+                              "this (nats/char, default 0)")
+    retrain.add_argument("--warm-start", action="store_true",
+                         help="start from the champion's weights if they fit")
+    retrain.add_argument("--warm-epochs", type=int,
+                         help="epochs of a warm start (default: a quarter of --epochs)")
+
+    serve = commands.add_parser(
+        "serve", help="serve the train and retrain deployments from this process")
+    serve.add_argument("--preset", choices=sorted(PRESETS))
+    serve.add_argument("--source", help="corpus of both deployments' runs")
+    serve.add_argument("--artifacts", help="artifact root of both deployments' runs")
+    serve.add_argument("--cron", default="0 3 * * *",
+                       help="retrain schedule (default '0 3 * * *': nightly)")
+    serve.add_argument("--timezone", default="UTC", help="of --cron (default UTC)")
 
     gen = commands.add_parser("generate", help="write text with a trained model")
-    gen.add_argument("--model", required=True,
-                     help="a model folder written by the convert stage")
+    gen.add_argument("--model",
+                     help="a model folder written by the convert stage (default: "
+                          "the champion in the registry under --artifacts)")
+    gen.add_argument("--artifacts", help="artifact root whose champion to use "
+                     "(default: $CHARPIPE_ARTIFACTS or ./artifacts)")
     gen.add_argument("--prompt", default="the ")
     gen.add_argument("--length", type=int, default=300)
     gen.add_argument("--temperature", type=float, default=0.5,
@@ -67,6 +80,20 @@ def _parser() -> argparse.ArgumentParser:
                      help="leave out prompt characters the model does not know "
                      "(default: refuse them)")
     return parser
+
+
+def _add_run_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="'smoke': a small configuration for a one-minute check")
+    for flag, type_, help_ in RUN_FLAGS:
+        parser.add_argument(flag, type=type_, help=help_)
+    parser.add_argument("--temperatures", type=float, nargs="+",
+                        help=f"sampling temperatures (default 0.2 0.5 1.0; "
+                             f"{GREEDY} = greedy)")
+    parser.add_argument("--no-lowercase", dest="lowercase", action="store_false",
+                        default=None, help="keep the corpus's case")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object on the last line")
 
 
 def _run(args) -> int:
@@ -95,6 +122,8 @@ def _print_summary(result: dict) -> None:
 
 
 def _generate(args) -> int:
+    if args.model is None:
+        args.model = str(_champion_folder(args.artifacts))
     if args.length < 0:
         raise ConfigError(f"length: must be 0 or more, got {args.length}")
     if not (args.temperature > 0 or args.temperature == GREEDY):
@@ -113,6 +142,58 @@ def _generate(args) -> int:
     return 0
 
 
+def _champion_folder(artifacts: str | None) -> Path:
+    from charpipe import registry
+
+    root = resolve(artifacts=artifacts).root
+    champion = registry.champion(root)
+    if champion is None:
+        raise ConfigError(
+            f"model: there is no champion in {root / registry.REGISTRY_DIR} yet; "
+            "run `charpipe retrain` to make one, or pass --model")
+    return Path(champion["model"])
+
+
+def _retrain(args) -> int:
+    from charpipe.promotion import check_options
+
+    extra = ("tolerance", "warm_start", "warm_epochs")
+    overrides = {name: value for name, value in vars(args).items()
+                 if name not in ("command", "preset", "json") + extra}
+    resolve(args.preset, **overrides)
+    check_options(args.tolerance, args.warm_epochs)
+
+    from flows.retrain import retrain
+
+    result = retrain(preset=args.preset, **overrides,
+                     **{name: getattr(args, name) for name in extra})
+    _print_summary(result)
+    decision = result["decision"]
+    print(f"--- {decision['decision']}: {decision['reason']}", flush=True)
+    if args.json:
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+def _serve(args) -> int:
+    names = ("preset", "source", "artifacts")
+    parameters = {name: getattr(args, name) for name in names
+                  if getattr(args, name) is not None}
+    config = resolve(**parameters)
+    # Served runs start in a scratch folder: relative paths must be made absolute.
+    parameters["artifacts"] = str(config.root)
+    if args.source and "://" not in args.source:
+        parameters["source"] = str(Path(args.source).expanduser().resolve())
+
+    from flows.serve import serve
+
+    serve(parameters, args.cron, args.timezone)
+    return 0
+
+
+COMMANDS = {"run": _run, "retrain": _retrain, "serve": _serve}
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # The embedded server's usage heartbeat would call out to Prefect's hosts
@@ -120,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     args = _parser().parse_args(argv)
     try:
-        return _run(args) if args.command == "run" else _generate(args)
+        return COMMANDS.get(args.command, _generate)(args)
     except ConfigError as exc:
         print(f"charpipe: error: {exc}", file=sys.stderr)
         return 2

@@ -106,6 +106,18 @@ def resume_point(workdir: Path, logger) -> tuple[keras.Model | None, list]:
     return model, history
 
 
+def start_from(model: keras.Model, folder: Path, logger) -> None:
+    """Copy a stored model's weights into `model` (same vocabulary and layers)."""
+    source = char_model.load(folder / "model.keras")
+    shapes = [w.shape for w in source.get_weights()]
+    if shapes != [w.shape for w in model.get_weights()]:
+        raise TrainingError(
+            f"cannot warm-start from {folder}: its layers differ from this run's; "
+            "train from scratch (warm_start false) or match its --units/--n-layers")
+    model.set_weights(source.get_weights())
+    logger.info("warm start: weights from %s", folder)
+
+
 def train(windows: np.ndarray, val_rows: np.ndarray, vocab_size: int, params: dict,
           workdir: Path, logger=log, on_epoch=None,
           callbacks: tuple = ()) -> tuple[keras.Model, list]:
@@ -121,6 +133,8 @@ def train(windows: np.ndarray, val_rows: np.ndarray, vocab_size: int, params: di
         model = char_model.build(
             vocab_size, params["units"], params["n_layers"], params["dropout"],
             params["recurrent_dropout"], batch_size=batch_size, stateful=True)
+        if params.get("warm_start"):
+            start_from(model, Path(params["warm_start"]), logger)
         char_model.compile_for_training(model, params["learning_rate"])
 
     epochs = params["epochs"]
