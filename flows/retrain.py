@@ -5,6 +5,8 @@ only the decision runs. The new model becomes champion only when its test
 loss beats the champion's, on the same test text, by more than `tolerance`.
 """
 
+from typing import Literal
+
 from prefect import flow
 from prefect.runtime import flow_run
 
@@ -22,6 +24,7 @@ def retrain(
     sha256: str | None = None,
     artifacts: str | None = None,
     lowercase: bool | None = None,
+    decode_errors: Literal["strict", "replace"] | None = None,
     max_chars: int | None = None,
     val_fraction: float | None = None,
     test_fraction: float | None = None,

@@ -63,13 +63,17 @@ def test_only_evaluate_sees_the_temperatures():
     assert seen == ["evaluate"]
 
 
-def test_cli_refuses_bad_parameters_before_any_work(tmp_path, capsys):
+def test_cli_refuses_bad_parameters_before_any_work(tmp_path):
+    # In a fresh interpreter, so that what the refusal imported shows.
     root = tmp_path / "art"
-    code = cli.main(["run", "--epochs", "0", "--artifacts", str(root)])
-    assert code == 2
-    assert "epochs: must be a positive integer" in capsys.readouterr().err
+    script = (f"import sys; from charpipe import cli; "
+              f"code = cli.main(['run', '--epochs', '0', '--artifacts', {str(root)!r}]); "
+              "print(code, 'prefect' in sys.modules, 'tensorflow' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.split() == ["2", "False", "False"]
+    assert "epochs: must be a positive integer" in out.stderr
     assert not root.exists()
-    assert "flows.train" not in sys.modules  # Prefect was never started
 
 
 def test_cli_entry_point_is_installed():
@@ -77,3 +81,16 @@ def test_cli_entry_point_is_installed():
     out = subprocess.run([str(script), "run", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     assert "--n-steps" in out.stdout and "--preset" in out.stdout
+
+
+def test_every_run_flag_is_a_parameter_of_both_flows():
+    import inspect
+
+    from charpipe.cli import RUN_FLAGS
+    from flows.retrain import retrain
+    from flows.train import train
+
+    names = {flag[2:].replace("-", "_") for flag, _, _ in RUN_FLAGS}
+    names |= {"preset", "temperatures", "lowercase"}
+    for flow in (train, retrain):
+        assert names <= set(inspect.signature(flow.fn).parameters), flow.name
