@@ -1,12 +1,17 @@
-"""`charpipe serve`'s deployments, built without a server; bad schedules refused."""
+"""`charpipe serve`'s deployments, built without a server; bad schedules refused.
+
+The flows are imported inside the tests: importing them at collection would
+hide whether the command line imports Prefect before checking its flags.
+"""
 
 import pytest
 
 from charpipe.config import ConfigError
-from flows.serve import deployments
 
 
 def test_train_on_demand_and_retrain_nightly_one_at_a_time():
+    from flows.serve import deployments
+
     train, retrain = deployments({"preset": "smoke", "source": "/data/corpus.txt"})
     assert (train.name, retrain.name) == ("train", "retrain")
     assert train.schedules in (None, [])
@@ -38,6 +43,8 @@ def test_parameters_are_typed_for_deployment_run_to_check():
 @pytest.mark.parametrize("cron, timezone, named", [
     ("every night", "UTC", "cron"), ("0 3 * * *", "Mars/Olympus", "timezone")])
 def test_a_bad_schedule_is_refused(cron, timezone, named):
+    from flows.serve import deployments
+
     with pytest.raises(ConfigError, match=named):
         deployments({}, cron, timezone)
 
