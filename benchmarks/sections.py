@@ -5,6 +5,7 @@ repeat, so a change of load on shared cores falls on both sides alike.
 """
 
 import json
+import statistics
 import os
 import subprocess
 import sys
@@ -153,3 +154,148 @@ def generate(args) -> list[dict]:
                   target="< 5x")
     cost["met"] = cost["charpipe"]["median"] < 5
     return [one, many, cost]
+
+
+# --- data preparation ---------------------------------------------------------
+
+def _prep(side: str, corpus: Path, work: Path) -> dict:
+    done = subprocess.run([sys.executable, "-m", "benchmarks.dataprep", side, str(corpus),
+                           str(work)], capture_output=True, text=True, cwd=_REPO)
+    if done.returncode:
+        raise RuntimeError(f"data preparation ({side}) failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def data(args) -> list[dict]:
+    from benchmarks.dataprep import generate_corpus
+
+    runs = {"charpipe": [], "baseline": []}
+    with tempfile.TemporaryDirectory(prefix="charpipe-bench-data-") as tmp:
+        tiny = Path(tmp) / "tiny.txt"
+        tiny.write_text(_text(args), encoding="utf-8")
+        for repeat in range(args.repeats):
+            for side in ("baseline", "charpipe"):
+                runs[side].append(_prep(side, tiny, Path(tmp) / f"{side}-{repeat}"))
+        big_mb = 5 if args.quick else args.big_mb
+        big = Path(tmp) / "big.txt"
+        generate_corpus(big, big_mb, args.corpus)
+        big_runs = [_prep("charpipe", big, Path(tmp) / f"big-{r}")
+                    for r in range(1 if big_mb >= 500 else args.repeats)]
+
+    def mb_s(rs, key):
+        return [r["bytes"] / r[key] / 1e6 for r in rs]
+
+    size = f"{runs['charpipe'][0]['bytes'] / 1e6:.1f} MB"
+    big_size = f"{big_runs[0]['bytes'] / 1e6:,.0f} MB"
+    rows = [
+        figure(f"encode, tiny Shakespeare ({size})", "MB/s", "higher",
+               mb_s(runs["charpipe"], "encode_s"), mb_s(runs["baseline"], "encode_s")),
+        figure(f"shard, tiny Shakespeare ({size})", "MB/s", "higher",
+               mb_s(runs["charpipe"], "shard_s"), mb_s(runs["baseline"], "shard_s"),
+               note="baseline: one pass over its tf.data window/flat_map/zip batches"),
+        figure("peak memory, tiny Shakespeare", "MB", "lower",
+               [r["peak_rss_mb"] for r in runs["charpipe"]],
+               [r["peak_rss_mb"] for r in runs["baseline"]],
+               note="whole process: interpreter and libraries included"),
+    ]
+    encode = figure(f"encode, generated corpus ({big_size})", "MB/s", "higher",
+                    mb_s(big_runs, "encode_s"), None, target=">= 100 MB/s",
+                    note="baseline not run: it holds the whole text as a string")
+    encode["met"] = encode["charpipe"]["median"] >= 100
+    shard = figure(f"shard, generated corpus ({big_size})", "MB/s", "higher",
+                   mb_s(big_runs, "shard_s"), None)
+    peak = figure(f"peak memory, encode + shard of {big_size}", "MB", "lower",
+                  [r["peak_rss_mb"] for r in big_runs], None, target="< 1,024 MB")
+    peak["met"] = peak["charpipe"]["median"] < 1024
+    return rows + [encode, shard, peak]
+
+
+# --- orchestration ------------------------------------------------------------
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _timed(command: list[str], env: dict) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=_REPO)
+    seconds = time.perf_counter() - started
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return seconds, done
+
+
+def _start_server(env: dict, port: int):
+    import urllib.request
+
+    server = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+         "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, cwd=_REPO)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2)
+            return server
+        except OSError:
+            time.sleep(0.5)
+    server.terminate()
+    raise RuntimeError("the Prefect server did not answer within 120 s")
+
+
+def orchestration(args) -> list[dict]:
+    import socket
+
+    with tempfile.TemporaryDirectory(prefix="charpipe-bench-orch-") as tmp:
+        env = {**os.environ, "PREFECT_HOME": str(Path(tmp) / "prefect"),
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"}
+        env.pop("PREFECT_API_URL", None)
+        run = [sys.executable, "-m", "charpipe.cli", "run", "--preset", "smoke",
+               "--source", str(args.corpus), "--artifacts", str(Path(tmp) / "artifacts")]
+        if args.quick:
+            run += ["--max-chars", "20000", "--epochs", "1", "--units", "8"]
+        trivial = [sys.executable, "-m", "benchmarks.trivial_flow"]
+
+        smoke, _ = _timed(run, env)  # fills every cache
+        _, traced = _timed([sys.executable, "-X", "importtime", *run[1:]], env)
+        imports_tf = any(" tensorflow" in line for line in traced.stderr.splitlines()
+                         if line.startswith("import time:"))
+        cached, floor = [], []
+        for _ in range(args.repeats):
+            floor.append(_timed(trivial, env)[0])
+            cached.append(_timed(run, env)[0])
+
+        served_cached, served_floor = [], []
+        if not args.quick:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            server = _start_server(env, port)
+            try:
+                served = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+                for _ in range(args.repeats):
+                    served_floor.append(_timed(trivial, served)[0])
+                    served_cached.append(_timed(run, served)[0])
+            finally:
+                server.terminate()
+                server.wait(timeout=30)
+
+    rows = []
+    embedded = figure("fully cached `charpipe run`, embedded server", "s", "lower",
+                      cached, floor, baseline="one-task Prefect flow",
+                      target="<= floor + 3 s",
+                      note=f"TensorFlow imported: {'yes' if imports_tf else 'no'}")
+    gap = embedded["charpipe"]["median"] - embedded["reference"]["median"]
+    embedded["gap_s"], embedded["met"] = gap, gap <= 3 and not imports_tf
+    embedded["imports_tensorflow"] = imports_tf
+    rows.append(embedded)
+    if served_cached:
+        row = figure("fully cached `charpipe run`, running server", "s", "lower",
+                     served_cached, served_floor, baseline="one-task Prefect flow",
+                     target="< 5 s")
+        row["met"] = row["charpipe"]["median"] < 5
+        rows.append(row)
+    share = figure("smoke run from scratch", "s", "lower", [smoke], None,
+                   note=f"a one-task flow takes {statistics.median(floor):.1f} s of it "
+                        f"({statistics.median(floor) / smoke:.0%}): Prefect's start-up")
+    rows.append(share)
+    return rows

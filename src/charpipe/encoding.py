@@ -265,7 +265,10 @@ def write_chunks(folder: Path, chunks: Callable[[], Iterator[np.ndarray]],
 
     lookup = lookup_table(vocab)
     schema = pa.schema([("id", pa.from_numpy_dtype(lookup.dtype))], metadata=file_meta)
-    with pq.ParquetWriter(folder / IDS_FILE, schema) as writer:
+    # Parquet stores small ints as INT32; byte-stream-split plus compression
+    # keeps them about as small as a dictionary does, at twice the speed.
+    with pq.ParquetWriter(folder / IDS_FILE, schema, use_dictionary=False,
+                          column_encoding={"id": "BYTE_STREAM_SPLIT"}) as writer:
         write_behind(writer, (pa.table({"id": lookup[points]}, schema=schema)
                               for points in chunks()))
     vocab_table = pa.table({
