@@ -57,9 +57,9 @@ class ResetStates(keras.callbacks.Callback):
 
 
 def train(ids: np.ndarray, vocab_size: int, batch_size: int, n_steps: int,
-          callbacks: list) -> keras.Model:
+          callbacks: list, units: int = 128) -> keras.Model:
     """One epoch of stateful training, as the book runs it."""
-    model = build(vocab_size, batch_size, stateful=True)
+    model = build(vocab_size, batch_size, stateful=True, units=units)
     model.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
     model.fit(dataset(ids, batch_size, n_steps, vocab_size), epochs=1,
               callbacks=[ResetStates(), *callbacks], verbose=0)

@@ -68,26 +68,30 @@ def train(args) -> list[dict]:
     windows, _ = sharding.windows(used, sharding.plan(len(used), BATCH_SIZE, N_STEPS))
     val_rows = sharding.streams(val_ids[: BATCH_SIZE * (N_STEPS + 1)], BATCH_SIZE)
 
+    # --quick only checks that everything runs: a smaller model compiles faster.
+    units = 32 if args.quick else TRAIN_PARAMS["units"]
     rates = {"charpipe": [], "baseline": []}
     losses = {"charpipe": [], "baseline": []}
     for repeat in range(args.repeats):
         seed = 42 + repeat  # a new seed per repeat shows the run-to-run spread
         timer = _batch_timer(warmup)
         keras.utils.set_random_seed(seed)
-        baseline.train(used, vocab_size, BATCH_SIZE, N_STEPS, [timer])
+        baseline.train(used, vocab_size, BATCH_SIZE, N_STEPS, [timer], units=units)
         rates["baseline"].append(timer.chars_per_s())
         losses["baseline"].append(timer.loss)
         keras.backend.clear_session()
 
         timer = _batch_timer(warmup)
         with tempfile.TemporaryDirectory(prefix="charpipe-bench-") as work:
-            training.train(windows, val_rows, vocab_size, {**TRAIN_PARAMS, "seed": seed},
-                           Path(work), callbacks=(timer,))
+            training.train(windows, val_rows, vocab_size,
+                           {**TRAIN_PARAMS, "units": units, "seed": seed}, Path(work),
+                           callbacks=(timer,))
         rates["charpipe"].append(timer.chars_per_s())
         losses["charpipe"].append(timer.loss)
         keras.backend.clear_session()
 
-    what = (f"{n_batches - warmup} batches of {BATCH_SIZE} x {N_STEPS} timed after "
+    what = (f"GRU({units}) x 2; {n_batches - warmup} batches of {BATCH_SIZE} x {N_STEPS} "
+            f"timed after "
             f"{warmup} of warm-up" + (" (one whole epoch)" if n_batches == full else ""))
     speed = figure("training", "chars/s", "higher", rates["charpipe"], rates["baseline"],
                    note=what, target=">= 1.5x")
