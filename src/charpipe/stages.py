@@ -29,7 +29,7 @@ MODULES = {
     "download": ("corpus", "stages"),
     "encode": ("encoding", "stages"),
     "shard": ("sharding", "stages"),
-    "train": ("training", "model", "sharding", "stages"),
+    "train": ("training", "model", "gru", "sharding", "stages"),
     "convert": ("model", "stages"),
     "evaluate": ("model", "sampling", "stages"),
 }
