@@ -270,7 +270,7 @@ def write_chunks(folder: Path, chunks: Callable[[], Iterator[np.ndarray]],
     with pq.ParquetWriter(folder / IDS_FILE, schema, use_dictionary=False,
                           column_encoding={"id": "BYTE_STREAM_SPLIT"}) as writer:
         write_behind(writer, (pa.table({"id": lookup[points]}, schema=schema)
-                              for points in chunks()))
+                              for points in chunks()), ROW_GROUP)
     vocab_table = pa.table({
         "id": pa.array(np.arange(len(vocab), dtype=np.uint32)),
         "char": pa.array([chr(c) for c in vocab], type=pa.string()),
@@ -280,8 +280,10 @@ def write_chunks(folder: Path, chunks: Callable[[], Iterator[np.ndarray]],
     return meta
 
 
-def write_behind(writer: pq.ParquetWriter, tables: Iterator[pa.Table]) -> None:
-    """Write each table in row groups of ROW_GROUP rows while the next is built.
+def write_behind(writer: pq.ParquetWriter, tables: Iterator[pa.Table],
+                 row_group_size: int | None) -> None:
+    """Write each table (in row groups of `row_group_size` rows, or one row
+    group per table) while the next is built.
 
     Parquet encoding releases the GIL, so on two cores the writing of one
     piece overlaps the reading and mapping of the next; at most two pieces
@@ -292,7 +294,8 @@ def write_behind(writer: pq.ParquetWriter, tables: Iterator[pa.Table]) -> None:
         for table in tables:
             if pending is not None:
                 pending.result()
-            pending = pool.submit(writer.write_table, table, row_group_size=ROW_GROUP)
+            pending = pool.submit(writer.write_table, table,
+                                  row_group_size=row_group_size or len(table))
         if pending is not None:
             pending.result()
 
