@@ -63,7 +63,7 @@ class GruWeights:
         config = layer.get_config()
         expected = {"activation": "tanh", "recurrent_activation": "sigmoid",
                     "reset_after": True, "use_bias": True}
-        found = {k: config[k] for k in expected}
+        found = {k: config.get(k) for k in expected}
         if found != expected:
             raise CharpipeError(f"GRU layer {layer.name} has {found}; the numpy step "
                                 f"implements only {expected}")
