@@ -273,6 +273,8 @@ def test_training_interrupted_or_killed_resumes_from_its_last_epoch(tmp_path,
                                                                     corpus_path):
     import keras
 
+    import charpipe.gru  # noqa: F401  (checkpoints hold FastGRU layers)
+
     root = tmp_path / "artifacts"
 
     first = _start_training(root, corpus_path)

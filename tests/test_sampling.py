@@ -19,7 +19,6 @@ def model():
 def test_carried_state_gives_the_distribution_of_rereading_the_prefix(model, rng):
     prompt = sampling.encode_prompt("abc ", VOCAB)
     sampler = sampling.Sampler(model, n_samples=1)
-    char_model.reset_states(sampler.stepper)
     text = list(prompt)
     probs = sampler.next_probs(prompt[None, :])
     for _ in range(25):
@@ -28,6 +27,24 @@ def test_carried_state_gives_the_distribution_of_rereading_the_prefix(model, rng
         nxt = int(rng.integers(len(VOCAB)))
         text.append(nxt)
         probs = sampler.next_probs(np.array([[nxt]]))
+
+
+@pytest.mark.parametrize("units, n_samples", [(16, 3), (128, 2)])
+def test_numpy_step_equals_the_keras_model_at_every_position(units, n_samples, rng):
+    import keras
+
+    keras.utils.set_random_seed(3)
+    net = char_model.build(len(VOCAB), units=units, n_layers=2, dropout=0.2,
+                           recurrent_dropout=0.2)
+    # Trained weights are not near zero: spread them so every gate matters.
+    net.set_weights([w if i == 0 else w + rng.normal(0, 0.3, w.shape).astype("float32")
+                     for i, w in enumerate(net.get_weights())])
+    ids = rng.integers(0, len(VOCAB), (n_samples, 60)).astype("int32")
+    expected = net.predict(ids, verbose=0)
+    sampler = sampling.Sampler(net, n_samples)
+    for t in range(ids.shape[1]):
+        got = sampler.next_probs(ids[:, t : t + 1])
+        assert np.max(np.abs(got - expected[:, t])) <= 1e-5, t
 
 
 def test_samples_together_match_samples_alone(model):

@@ -69,3 +69,20 @@ def test_continuity_on_random_sizes(n_ids, batch_size, n_steps):
     assert np.array_equal(win[..., 0], starts)
     assert 0 <= layout.dropped < batch_size * n_steps
     assert win.max() < n_ids
+
+
+def test_written_in_row_groups_from_a_reader_equals_the_whole(tmp_path, monkeypatch):
+    from charpipe import encoding
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(encoding, "ROW_GROUP", 17)
+    monkeypatch.setattr(sharding, "GROUP_IDS", 30)
+    text = "".join(chr(97 + (i * 7) % 26) for i in range(4000))
+    encoding.write(tmp_path, text, "0" * 64, 0.05, 0.05, False)
+    ids = encoding.read_ids(tmp_path, "train")
+    layout = sharding.plan(len(ids), batch_size=6, n_steps=9)
+    sharding.write(tmp_path / "t.parquet", encoding.IdsReader(tmp_path, keep=14), layout)
+    assert pq.ParquetFile(tmp_path / "t.parquet").metadata.num_row_groups > 5
+    win, read_layout = sharding.read(tmp_path / "t.parquet")
+    assert read_layout == layout
+    assert np.array_equal(win, sharding.windows(ids, layout)[0])

@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from charpipe.errors import CharpipeError
+from charpipe.gru import FastGRU
 
 
 class ModelError(CharpipeError, ValueError):
@@ -20,13 +21,18 @@ class ModelError(CharpipeError, ValueError):
 
 def build(vocab_size: int, units: int = 128, n_layers: int = 2, dropout: float = 0.2,
           recurrent_dropout: float = 0.2, batch_size: int | None = None,
-          stateful: bool = False) -> keras.Model:
+          stateful: bool = False, fast: bool = False) -> keras.Model:
+    """The char-RNN; `fast` swaps in `FastGRU` (same function) for training."""
     # Keras 3 dropped `batch_input_shape`; a stateful layer needs the batch size
     # fixed here, and then only accepts batches of exactly that size.
     ids = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="ids")
     x = keras.layers.Embedding(vocab_size, vocab_size, embeddings_initializer="identity",
                                trainable=False, name="one_hot")(ids)
     for i in range(n_layers):
+        if fast:
+            x = FastGRU(units, dropout=dropout, recurrent_dropout=recurrent_dropout,
+                        stateful=stateful, name=f"gru_{i}")(x)
+            continue
         x = keras.layers.GRU(units, return_sequences=True, stateful=stateful,
                              dropout=dropout, recurrent_dropout=recurrent_dropout,
                              name=f"gru_{i}")(x)
@@ -47,7 +53,38 @@ def hyperparameters(model: keras.Model) -> dict:
 
 
 def gru_layers(model: keras.Model) -> list:
-    return [layer for layer in model.layers if isinstance(layer, keras.layers.GRU)]
+    return [layer for layer in model.layers
+            if isinstance(layer, (keras.layers.GRU, FastGRU))]
+
+
+def layer_weights(layer) -> list[np.ndarray]:
+    """A layer's weights without any carried state: what a twin must copy."""
+    if isinstance(layer, FastGRU):
+        return [keras.ops.convert_to_numpy(w)
+                for w in (layer.kernel, layer.recurrent_kernel, layer.bias)]
+    return layer.get_weights()
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copy every layer's weights to the layer of the same name.
+
+    Raises ValueError when a layer is missing or its weights' shapes differ.
+    """
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        weights = layer_weights(source.get_layer(layer.name))
+        if not isinstance(layer, FastGRU):
+            layer.set_weights(weights)
+            continue
+        # A stateful FastGRU also holds its state as a weight: leave it be.
+        variables = (layer.kernel, layer.recurrent_kernel, layer.bias)
+        shapes = [tuple(v.shape) for v in variables]
+        if [tuple(w.shape) for w in weights] != shapes:
+            raise ValueError(f"layer {layer.name!r} has weights of shapes {shapes}, "
+                             f"got {[tuple(w.shape) for w in weights]}")
+        for variable, value in zip(variables, weights):
+            variable.assign(value)
 
 
 def reset_states(model: keras.Model) -> None:
@@ -61,16 +98,18 @@ def states(model: keras.Model) -> list[np.ndarray]:
     return [keras.ops.convert_to_numpy(layer.states[0]) for layer in gru_layers(model)]
 
 
-def compile_for_training(model: keras.Model, learning_rate: float) -> None:
+def compile_for_training(model: keras.Model, learning_rate: float,
+                         jit_compile: bool = False) -> None:
     model.compile(loss="sparse_categorical_crossentropy",
-                  optimizer=keras.optimizers.Adam(learning_rate=learning_rate))
+                  optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+                  jit_compile=jit_compile)
 
 
 def with_batch_size(model: keras.Model, batch_size: int | None,
                     stateful: bool) -> keras.Model:
-    """The same network and weights, rebuilt for another batch size."""
+    """The same network and weights, rebuilt with Keras GRUs for another batch size."""
     twin = build(**hyperparameters(model), batch_size=batch_size, stateful=stateful)
-    twin.set_weights(model.get_weights())
+    copy_weights(model, twin)
     return twin
 
 

@@ -1,17 +1,22 @@
 """Text generation that carries the GRU states from one character to the next.
 
 The book's generator feeds the whole text so far back through the model for
-every new character, so each character costs a pass over the prefix. Here a
-stateful twin of the model reads the prompt once and then one character per
-step; its states hold everything the prefix said. The result is the same
-distribution at a cost that does not grow with the text.
+every new character, so each character costs a pass over the prefix. Here the
+prompt is read once and then one character per step; the states hold
+everything the prefix said. The result is the same distribution at a cost
+that does not grow with the text.
+
+One step is a few matrix products on a batch of (n_samples, units): far too
+little work for TensorFlow's per-call overhead (a few hundred microseconds),
+so the step runs in numpy on the model's own weights, with the equations of
+`keras.layers.GRU` (reset gate applied after the recurrent product, gates in
+the order z, r, h). Dropout is off at inference, as in Keras.
 """
 
 import numpy as np
-import tensorflow as tf
+from threadpoolctl import threadpool_limits
 
 from charpipe.errors import CharpipeError
-from charpipe import model as char_model
 from charpipe.config import GREEDY
 
 
@@ -48,45 +53,121 @@ def encode_prompt(prompt: str, vocab: list[str]) -> np.ndarray:
 
 def pick(probs: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
     """One id per row of `probs`; temperature 0 means the most likely id."""
+    logits = np.log(np.maximum(probs.astype(np.float64), 1e-30))
+    return pick_from_logits(logits, temperature, rng)
+
+
+def pick_from_logits(logits: np.ndarray, temperature: float,
+                     rng: np.random.Generator) -> np.ndarray:
+    """`pick` on unnormalised log-probabilities, skipping a softmax and a log."""
     if temperature == GREEDY:
-        return np.argmax(probs, axis=-1)
-    logits = np.log(np.maximum(probs.astype(np.float64), 1e-30)) / temperature
-    logits -= logits.max(axis=-1, keepdims=True)
-    weights = np.exp(logits)
-    weights /= weights.sum(axis=-1, keepdims=True)
+        return np.argmax(logits, axis=-1)
+    scaled = logits.astype(np.float64) / temperature
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    weights = np.cumsum(np.exp(scaled), axis=-1)
     # Inverse-CDF draw, one uniform per row: vectorised over the samples.
-    u = rng.random((len(weights), 1))
-    ids = (np.cumsum(weights, axis=-1) < u).sum(axis=-1)
+    u = rng.random((len(weights), 1)) * weights[:, -1:]
+    ids = (weights < u).sum(axis=-1)
     return np.minimum(ids, weights.shape[-1] - 1)
 
 
+class GruWeights:
+    """One GRU layer's arrays, split per gate as `keras.layers.GRU` uses them."""
+
+    def __init__(self, layer):
+        config = layer.get_config()
+        expected = {"activation": "tanh", "recurrent_activation": "sigmoid",
+                    "reset_after": True, "use_bias": True}
+        found = {k: config.get(k) for k in expected}
+        if found != expected:
+            raise CharpipeError(f"GRU layer {layer.name} has {found}; the numpy step "
+                                f"implements only {expected}")
+        kernel, recurrent, bias = (np.asarray(w, np.float32) for w in layer.get_weights())
+        self.units = recurrent.shape[0]
+        self.kernel = kernel                     # (inputs, 3 * units)
+        self.input_bias = bias[0]                # (3 * units,)
+        self.recurrent = recurrent               # (units, 3 * units)
+        self.recurrent_bias = bias[1]            # (3 * units,)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    return np.reciprocal(x, out=x)
+
+
 class Sampler:
-    """A stateful copy of a model for `n_samples` texts generated together."""
+    """`n_samples` texts generated together, each carrying its own GRU states."""
 
     def __init__(self, model, n_samples: int = 1):
-        self.stepper = char_model.with_batch_size(model, n_samples, stateful=True)
+        from charpipe import model as char_model
+
         self.n_samples = n_samples
-        self._call = tf.function(
-            lambda ids: self.stepper(ids, training=False),
-            input_signature=[tf.TensorSpec((n_samples, None), tf.int32)])
+        self.grus = [GruWeights(layer) for layer in char_model.gru_layers(model)]
+        # The input is a frozen one-hot embedding: a character's projection
+        # through the first GRU's kernel is one row of (table @ kernel).
+        table = np.asarray(model.get_layer("one_hot").get_weights()[0], np.float32)
+        first = self.grus[0]
+        self.first_projection = table @ first.kernel + first.input_bias
+        dense_kernel, dense_bias = model.get_layer("next_char").get_weights()
+        self.dense_kernel = np.asarray(dense_kernel, np.float32)
+        self.dense_bias = np.asarray(dense_bias, np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self.states = [np.zeros((self.n_samples, gru.units), np.float32)
+                       for gru in self.grus]
+
+    def step(self, ids: np.ndarray) -> np.ndarray:
+        """Read one id per sample; return the logits of the next character."""
+        x = self.first_projection[ids]
+        for i, gru in enumerate(self.grus):
+            if i:
+                x = self.states[i - 1] @ gru.kernel + gru.input_bias
+            h, u = self.states[i], gru.units
+            inner = h @ gru.recurrent
+            inner += gru.recurrent_bias
+            gates = _sigmoid(x[:, : 2 * u] + inner[:, : 2 * u])
+            z, r = gates[:, :u], gates[:, u:]
+            candidate = inner[:, 2 * u :]
+            candidate *= r
+            candidate += x[:, 2 * u :]
+            np.tanh(candidate, out=candidate)
+            # h' = z * h + (1 - z) * candidate, as Keras writes it
+            self.states[i] = z * h + (1.0 - z) * candidate
+        return self.states[-1] @ self.dense_kernel + self.dense_bias
+
+    def read(self, ids: np.ndarray) -> np.ndarray:
+        """Read ids of shape (n_samples, t); return the last step's logits."""
+        ids = np.asarray(ids)
+        for t in range(ids.shape[1]):
+            logits = self.step(ids[:, t])
+        return logits
 
     def next_probs(self, ids: np.ndarray) -> np.ndarray:
         """Read ids of shape (n_samples, t); return the last step's distribution."""
-        return self._call(tf.constant(ids, dtype=tf.int32))[:, -1, :].numpy()
+        logits = self.read(ids).astype(np.float64)
+        logits -= logits.max(axis=-1, keepdims=True)
+        probs = np.exp(logits)
+        return probs / probs.sum(axis=-1, keepdims=True)
 
     def generate(self, prompt_ids: np.ndarray, length: int, temperature: float,
                  seed: int | None = None) -> np.ndarray:
         """Ids of shape (n_samples, length) following the prompt."""
         rng = np.random.default_rng(seed)
-        char_model.reset_states(self.stepper)
+        self.reset()
         out = np.zeros((self.n_samples, length), dtype=np.int32)
         if length == 0:
             return out
-        probs = self.next_probs(np.tile(prompt_ids, (self.n_samples, 1)))
-        for i in range(length):
-            out[:, i] = pick(probs, temperature, rng)
-            if i + 1 < length:
-                probs = self.next_probs(out[:, i : i + 1])
+        # A step's products are too small for BLAS threads to pay off, and on
+        # busy cores their spin-waiting made 64 samples up to ten times slower.
+        with threadpool_limits(1, user_api="blas"):
+            logits = self.read(np.tile(prompt_ids, (self.n_samples, 1)))
+            for i in range(length):
+                out[:, i] = pick_from_logits(logits, temperature, rng)
+                if i + 1 < length:
+                    logits = self.step(out[:, i])
         return out
 
 

@@ -8,7 +8,9 @@ id of one window is the first of the next. Shuffling would break that, so
 nothing here ever shuffles.
 """
 
+import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -74,20 +76,60 @@ def check_continuity(windows_: np.ndarray, starts: np.ndarray, n_steps: int) -> 
         raise ShardError(f"window starts do not advance by n_steps={n_steps}")
 
 
-def write(path: Path, ids: np.ndarray, layout: Layout) -> None:
-    win, starts = windows(ids, layout)
-    check_continuity(win, starts, layout.n_steps)
-    values = pa.array(win.reshape(-1))
-    table = pa.table({
-        "batch": pa.array(np.repeat(np.arange(layout.n_batches, dtype=np.uint32),
-                                    layout.batch_size)),
-        "slot": pa.array(np.tile(np.arange(layout.batch_size, dtype=np.uint32),
-                                 layout.n_batches)),
-        "start": pa.array(starts.reshape(-1).astype(np.uint64)),
-        "window": pa.FixedSizeListArray.from_arrays(values, layout.n_steps + 1),
-    })
+# Batches per Parquet row group: about this many ids of each stream at a time.
+GROUP_IDS = 1 << 18
+# Parquet stores small ints as INT32; byte-stream-split plus compression keeps
+# them small and writes about twice as fast as dictionary encoding.
+_ENCODING = {name: "BYTE_STREAM_SPLIT"
+             for name in ("batch", "slot", "start", "window.list.element")}
+
+
+def write(path: Path, ids, layout: Layout) -> None:
+    """Write the windows to Parquet, one row group of batches at a time.
+
+    `ids` is an array, or anything with `read(start, stop)` (such as
+    `encoding.IdsReader`), so a corpus larger than memory is read a few
+    stretches at a time: for each group of batches, one stretch per stream.
+    """
+    from charpipe.encoding import write_behind
+
+    tables = _groups(ids, layout)
+    first = next(tables)
+    with pq.ParquetWriter(path, first.schema, use_dictionary=False,
+                          column_encoding=_ENCODING) as writer:
+        write_behind(writer, itertools.chain([first], tables), row_group_size=None)
+
+
+def _groups(ids, layout: Layout) -> Iterator[pa.Table]:
+    """One table per group of batches, each checked to continue the last."""
+    read = ids.read if hasattr(ids, "read") else (lambda a, b: ids[a:b])
+    b, t, n = layout.batch_size, layout.n_steps, layout.n_batches
+    per_group = max(1, GROUP_IDS // t)
     meta = {b"charpipe": json.dumps(asdict(layout)).encode()}
-    pq.write_table(table.replace_schema_metadata(meta), path)
+    previous_last = None
+    for first in range(0, n, per_group):
+        count = min(per_group, n - first)
+        base = np.arange(b) * layout.stream_length + first * t
+        rows = np.stack([read(s, s + count * t + 1) for s in base])
+        index = (np.arange(count) * t)[:, None] + np.arange(t + 1)[None, :]
+        win = rows[:, index].transpose(1, 0, 2)  # (count, b, t + 1)
+        starts = base[None, :] + (np.arange(count) * t)[:, None]
+        check_continuity(win, starts, t)
+        if previous_last is not None and not np.array_equal(win[0, :, 0], previous_last):
+            raise ShardError(f"batch {first} does not continue batch {first - 1}")
+        previous_last = win[-1, :, -1]
+        yield _table(win, starts, first).replace_schema_metadata(meta)
+
+
+def _table(win: np.ndarray, starts: np.ndarray, first_batch: int) -> pa.Table:
+    count, b, width = win.shape
+    return pa.table({
+        "batch": pa.array(np.repeat(np.arange(first_batch, first_batch + count,
+                                              dtype=np.uint32), b)),
+        "slot": pa.array(np.tile(np.arange(b, dtype=np.uint32), count)),
+        "start": pa.array(starts.reshape(-1).astype(np.uint64)),
+        "window": pa.FixedSizeListArray.from_arrays(pa.array(win.reshape(-1)), width),
+    })
 
 
 def read_layout(path: Path) -> Layout:

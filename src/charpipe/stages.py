@@ -31,7 +31,7 @@ MODULES = {
     "download": ("corpus", "stages"),
     "encode": ("encoding", "stages"),
     "shard": ("sharding", "stages"),
-    "train": ("training", "model", "sharding", "stages"),
+    "train": ("training", "model", "gru", "sharding", "stages"),
     "convert": ("model", "stages"),
     "evaluate": ("model", "sampling", "stages"),
 }
@@ -111,11 +111,10 @@ def encode(root: Path, corpus_ref: Ref, params: dict, logger=log) -> Ref:
     def build(key_: str) -> Ref:
         with store.building(root, "encode", key_, _manifest_inputs(inputs),
                             params) as out:
-            text = encoding.read_text(corpus_ref.folder / CORPUS_FILE,
-                                      params["lowercase"], params["max_chars"],
-                                      params["decode_errors"])
-            meta = encoding.write(out, text, corpus_ref.digest, params["val_fraction"],
-                                  params["test_fraction"], params["lowercase"])
+            meta = encoding.write_file(
+                out, corpus_ref.folder / CORPUS_FILE, corpus_ref.digest,
+                params["val_fraction"], params["test_fraction"], params["lowercase"],
+                params["max_chars"], params["decode_errors"])
             logger.info("encode: %d characters, vocabulary of %d, splits %s",
                         meta["n_chars"], meta["vocab_size"], meta["splits"])
         return store.ref_for(root, "encode", key_)
@@ -130,8 +129,10 @@ def shard(root: Path, encoded: Ref, params: dict, logger=log) -> Ref:
     def build(key_: str) -> Ref:
         with store.building(root, "shard", key_, _manifest_inputs(inputs),
                             params) as out:
-            ids = encoding.read_ids(encoded.folder, "train")
-            layout = sharding.plan(len(ids), params["batch_size"], params["n_steps"])
+            n_train = encoding.read_meta(encoded.folder)["splits"]["train"]
+            layout = sharding.plan(n_train, params["batch_size"], params["n_steps"])
+            # Train ids are the first n_train: read in stretches, never all at once.
+            ids = encoding.IdsReader(encoded.folder, keep=2 * layout.batch_size + 2)
             sharding.write(out / sharding.TRAIN_FILE, ids, layout)
             logger.info("shard: %d batches of %d x %d, %d characters dropped",
                         layout.n_batches, layout.batch_size, layout.n_steps + 1,

@@ -1,0 +1,1 @@
+"""Side-by-side benchmark of charpipe against the book's own recipe."""
