@@ -75,7 +75,8 @@ def test_round_trip_on_any_text(tmp_path_factory, text):
     assert np.iinfo(ids.dtype).max >= len(vocab) - 1
 
 
-TRICKY = ("ΟΔΟΣ ΣΑΣ\nΣίσυφος ΜΑΣ.\n" + "naïve café 🙂 ok\n" + "İstanbul ǅ\n") * 5
+TRICKY = ("ΟΔΟΣ ΣΑΣ\nΣίσυφος ΜΑΣ.\n" + "naïve café 🙂 ok\n"
+          + "İstanbul ǅ\n") * 5
 
 
 @pytest.mark.parametrize("chunk_bytes", [5, 7, 64, 1 << 20])

@@ -76,7 +76,12 @@ def test_same_seed_same_text(model):
 
 
 def test_prompt_errors_name_the_characters():
-    with pytest.raises(sampling.PromptError, match=r"\['X', 'z'\]"):
+    # VOCAB has no upper case: the prompt is read lower-cased, as it was trained.
+    with pytest.raises(sampling.PromptError, match=r"\['x', 'z'\]"):
         sampling.encode_prompt("abzX", VOCAB)
+    assert list(sampling.encode_prompt("AB", VOCAB)) == list(
+        sampling.encode_prompt("ab", VOCAB))
+    with pytest.raises(sampling.PromptError, match=r"\['B'\]"):
+        sampling.encode_prompt("aB", [*VOCAB, "A"])  # a cased vocabulary: kept
     with pytest.raises(sampling.PromptError, match="empty"):
         sampling.encode_prompt("", VOCAB)

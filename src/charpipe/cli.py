@@ -10,6 +10,7 @@ import os
 import sys
 from pathlib import Path
 
+from charpipe import corpus
 from charpipe.config import GREEDY, PRESETS, ConfigError, resolve
 from charpipe.errors import CharpipeError
 
@@ -71,11 +72,16 @@ def _parser() -> argparse.ArgumentParser:
                           "the champion in the registry under --artifacts)")
     gen.add_argument("--artifacts", help="artifact root whose champion to use "
                      "(default: $CHARPIPE_ARTIFACTS or ./artifacts)")
-    gen.add_argument("--prompt", default="the ")
-    gen.add_argument("--length", type=int, default=300)
+    gen.add_argument("--prompt", default="the ",
+                     help="text to continue (default 'the '); lower-cased for a "
+                     "model trained on lower-cased text")
+    gen.add_argument("--length", type=int, default=300,
+                     help="characters to write after the prompt (default 300)")
     gen.add_argument("--temperature", type=float, default=0.5,
                      help=f"> 0, or {GREEDY} for the most likely character")
-    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--seed", type=int, default=None,
+                     help="random seed; the same seed gives the same text "
+                     "(default: a different text each time)")
     gen.add_argument("--drop-unknown", action="store_true",
                      help="leave out prompt characters the model does not know "
                      "(default: refuse them)")
@@ -99,7 +105,9 @@ def _add_run_flags(parser: argparse.ArgumentParser) -> None:
 def _run(args) -> int:
     overrides = {name: value for name, value in vars(args).items()
                  if name not in ("command", "preset", "json")}
-    resolve(args.preset, **overrides)  # refuse bad parameters before importing Prefect
+    config = resolve(args.preset, **overrides)  # refused before importing Prefect
+    corpus.fingerprint(config.source)  # a local file that is not there, likewise
+    _prepare_embedded_prefect()
 
     from flows.train import train
 
@@ -108,6 +116,38 @@ def _run(args) -> int:
     if args.json:
         print(json.dumps(result), flush=True)
     return 0
+
+
+def _prepare_embedded_prefect() -> None:
+    """Bring the embedded server's database up to date once, under a lock.
+
+    Without PREFECT_API_URL every run starts its own embedded Prefect server,
+    which migrates the SQLite database in PREFECT_HOME as it starts; two runs
+    starting together on a new PREFECT_HOME (or after a Prefect upgrade) would
+    both migrate it and one fails ("duplicate column name"). A marker per
+    Prefect version makes later runs skip this.
+    """
+    import asyncio
+    import fcntl
+    from importlib.metadata import version
+
+    from prefect.settings import get_current_settings
+
+    settings = get_current_settings()
+    if settings.api.url:
+        return
+    home = Path(settings.home)
+    marker = home / f".charpipe-database-{version('prefect')}"
+    if marker.exists():
+        return
+    home.mkdir(parents=True, exist_ok=True)
+    with open(home / ".charpipe-database.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not marker.exists():
+            from prefect.server.database import provide_database_interface
+
+            asyncio.run(provide_database_interface().create_db())
+            marker.touch()
 
 
 def _print_summary(result: dict) -> None:
@@ -124,6 +164,7 @@ def _print_summary(result: dict) -> None:
 def _generate(args) -> int:
     if args.model is None:
         args.model = str(_champion_folder(args.artifacts))
+        print(f"charpipe: generating with the champion, {args.model}", file=sys.stderr)
     if args.length < 0:
         raise ConfigError(f"length: must be 0 or more, got {args.length}")
     if not (args.temperature > 0 or args.temperature == GREEDY):
@@ -133,9 +174,10 @@ def _generate(args) -> int:
 
     net, vocab = model.load_folder(args.model)
     prompt = sampling.usable_prompt(args.prompt, vocab, args.drop_unknown)
-    if prompt != args.prompt:
+    read = sampling.reading(args.prompt, vocab)
+    if prompt != read:
         print(f"charpipe: left out prompt characters outside the vocabulary: "
-              f"{sorted(set(args.prompt) - set(vocab))!r}", file=sys.stderr)
+              f"{sorted(set(read) - set(vocab))!r}", file=sys.stderr)
     [text] = sampling.complete(net, vocab, prompt, args.length, args.temperature,
                                args.seed)
     print(prompt + text)
@@ -160,8 +202,10 @@ def _retrain(args) -> int:
     extra = ("tolerance", "warm_start", "warm_epochs")
     overrides = {name: value for name, value in vars(args).items()
                  if name not in ("command", "preset", "json") + extra}
-    resolve(args.preset, **overrides)
+    config = resolve(args.preset, **overrides)
     check_options(args.tolerance, args.warm_epochs)
+    corpus.fingerprint(config.source)
+    _prepare_embedded_prefect()
 
     from flows.retrain import retrain
 

@@ -64,7 +64,7 @@ def _complete_prefix(data: bytes) -> int:
     return i if len(data) - i < need else len(data)
 
 
-def _decode(data: bytes, offset: int, path: Path, errors: str) -> str:
+def _decode(data: bytes, offset: int, path: str, errors: str) -> str:
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as exc:
@@ -77,7 +77,7 @@ def _decode(data: bytes, offset: int, path: Path, errors: str) -> str:
 _BOM = b"\xef\xbb\xbf"
 
 
-def _check_text(piece: bytes, offset: int, path: Path) -> None:
+def _check_text(piece: bytes, offset: int, path: str) -> None:
     nul = piece.find(b"\x00")
     if nul >= 0:
         raise EncodingError(
@@ -115,8 +115,8 @@ def _pieces(path: Path, chunk_bytes: int) -> Iterator[tuple[bytes, int]]:
 
 
 def point_chunks(path: Path, lowercase: bool = True, max_chars: int | None = None,
-                 chunk_bytes: int = CHUNK_BYTES,
-                 decode_errors: str = "strict") -> Iterator[np.ndarray]:
+                 chunk_bytes: int = CHUNK_BYTES, decode_errors: str = "strict",
+                 name: str | None = None) -> Iterator[np.ndarray]:
     """The file's text as arrays of code points, one piece at a time.
 
     A byte-order mark is dropped and Windows line endings become "\\n", so a
@@ -126,9 +126,9 @@ def point_chunks(path: Path, lowercase: bool = True, max_chars: int | None = Non
     ASCII pieces, most of a typical corpus, skip decoding: their bytes are
     their code points, and `bytes.lower` is `str.lower` on them.
     """
-    remaining = max_chars
+    remaining, name = max_chars, name or str(path)  # `name`: the file in messages
     for piece, offset in _pieces(Path(path), chunk_bytes):
-        _check_text(piece, offset, path)
+        _check_text(piece, offset, name)
         if offset == 0 and piece.startswith(_BOM):
             piece, offset = piece[len(_BOM):], len(_BOM)
         if piece.isascii():
@@ -137,7 +137,7 @@ def point_chunks(path: Path, lowercase: bool = True, max_chars: int | None = Non
             count = len(piece)
             points = np.frombuffer(piece.lower() if lowercase else piece, np.uint8)
         else:
-            text = _decode(piece, offset, path, decode_errors).replace("\r\n", "\n")
+            text = _decode(piece, offset, name, decode_errors).replace("\r\n", "\n")
             text = text if remaining is None else text[:remaining]
             count = len(text)
             points = _lower(text) if lowercase else code_points(text)
@@ -262,11 +262,15 @@ def write(folder: Path, text: str, corpus_sha256: str, val_fraction: float,
 
 def write_file(folder: Path, path: Path, corpus_sha256: str, val_fraction: float,
                test_fraction: float, lowercase: bool, max_chars: int | None = None,
-               decode_errors: str = "strict", chunk_bytes: int = CHUNK_BYTES) -> dict:
-    """Encode the text file at `path`, reading it twice, a piece at a time."""
+               decode_errors: str = "strict", chunk_bytes: int = CHUNK_BYTES,
+               name: str | None = None) -> dict:
+    """Encode the text file at `path`, reading it twice, a piece at a time.
+
+    `name` stands for the file in error messages (where it came from).
+    """
     return write_chunks(
-        folder,
-        lambda: point_chunks(path, lowercase, max_chars, chunk_bytes, decode_errors),
+        folder, lambda: point_chunks(path, lowercase, max_chars, chunk_bytes,
+                                     decode_errors, name),
         corpus_sha256, val_fraction, test_fraction, lowercase)
 
 

@@ -24,12 +24,19 @@ class PromptError(CharpipeError, ValueError):
     """The prompt cannot be encoded with the model's vocabulary."""
 
 
+def reading(prompt: str, vocab: list[str]) -> str:
+    """The prompt lower-cased for a model that knows no upper-case letter
+    (trained on lower-cased text), else as it is."""
+    return prompt.lower() if all(c == c.lower() for c in vocab) else prompt
+
+
 def usable_prompt(prompt: str, vocab: list[str], drop_unknown: bool = False) -> str:
-    """The prompt as the model can read it.
+    """The prompt as the model can read it (see `reading`).
 
     Characters outside the vocabulary are refused, naming them, or with
     `drop_unknown` left out; a prompt with nothing left is refused.
     """
+    prompt = reading(prompt, vocab)
     known = set(vocab)
     unknown = sorted({c for c in prompt if c not in known})
     if unknown and not drop_unknown:
@@ -46,7 +53,7 @@ def usable_prompt(prompt: str, vocab: list[str], drop_unknown: bool = False) -> 
 
 
 def encode_prompt(prompt: str, vocab: list[str]) -> np.ndarray:
-    usable_prompt(prompt, vocab)  # refuses an empty prompt or unknown characters
+    prompt = usable_prompt(prompt, vocab)  # refuses empty or unknown prompts
     index = {c: i for i, c in enumerate(vocab)}
     return np.array([index[c] for c in prompt], dtype=np.int32)
 

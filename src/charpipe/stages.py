@@ -114,12 +114,19 @@ def encode(root: Path, corpus_ref: Ref, params: dict, logger=log) -> Ref:
             meta = encoding.write_file(
                 out, corpus_ref.folder / CORPUS_FILE, corpus_ref.digest,
                 params["val_fraction"], params["test_fraction"], params["lowercase"],
-                params["max_chars"], params["decode_errors"])
+                params["max_chars"], params["decode_errors"],
+                name=_source_name(corpus_ref))
             logger.info("encode: %d characters, vocabulary of %d, splits %s",
                         meta["n_chars"], meta["vocab_size"], meta["splits"])
         return store.ref_for(root, "encode", key_)
 
     return _once(root, "encode", inputs, params, logger, build)
+
+
+def _source_name(corpus_ref: Ref) -> str:
+    """Where the corpus came from, for messages about its text."""
+    source = store.read_manifest(corpus_ref.folder)["params"]["source"]
+    return source.get("path") or source.get("url") or str(corpus_ref.folder)
 
 
 def shard(root: Path, encoded: Ref, params: dict, logger=log) -> Ref:
@@ -155,7 +162,8 @@ def train(root: Path, shards: Ref, encoded: Ref, params: dict, logger=log,
         from charpipe import training
 
         windows, layout = sharding.read(shards.folder / sharding.TRAIN_FILE)
-        val_rows = heldout_rows(encoded, "val", layout.batch_size)
+        # The same streams evaluate reads, so both report one val_loss.
+        val_rows = heldout_rows(encoded, "val", HELDOUT_STREAMS)
         vocab_size = encoding.read_meta(encoded.folder)["vocab_size"]
         workdir = store.stage_dir(root, "train", f".work-{key_}")
         model, history = training.train(windows, val_rows, vocab_size, params,
@@ -238,7 +246,8 @@ def evaluate(root: Path, converted: Ref, encoded: Ref, params: dict, logger=log)
             [text] = sampling.complete(model, vocab, params["prompt"],
                                        params["sample_length"], temperature,
                                        params["seed"])
-            samples.append({"temperature": temperature, "prompt": params["prompt"],
+            samples.append({"temperature": temperature,
+                            "prompt": sampling.reading(params["prompt"], vocab),
                             "text": text})
         with store.building(root, "evaluate", key_, _manifest_inputs(inputs),
                             params) as out:
