@@ -39,6 +39,10 @@ def test_a_local_source_has_no_pinned_hash_unless_given():
     ({"val_fraction": 0.3, "test_fraction": 0.3}, "val_fraction"),
     ({"sha256": "abc"}, "sha256"),
     ({"prompt": ""}, "prompt"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 2**32}, "seed"),
+    ({"learning_rate": float("inf")}, "learning_rate"),
+    ({"decode_errors": "ignore"}, "decode_errors"),
 ])
 def test_bad_parameters_are_named(overrides, named):
     with pytest.raises(ConfigError, match=f"^{named}"):

@@ -61,6 +61,25 @@ def test_an_empty_corpus_is_refused_and_nothing_is_encoded(tmp_path):
     assert len(published(root, "download")) == 1
 
 
+def test_a_corpus_of_one_repeated_character_is_refused(tmp_path):
+    root = tmp_path / "artifacts"
+    with pytest.raises(EncodingError, match=r"one character, '\\n', repeated 5000"):
+        encode_bytes(root, tmp_path, b"\n" * 5000)
+    assert published(root, "encode") == [] and half_written(root) == []
+
+
+def test_a_local_corpus_edited_in_place_is_a_new_corpus(tmp_path):
+    # Same size, same modification time, other bytes: still noticed.
+    root = tmp_path / "artifacts"
+    old, _ = encode_bytes(root, tmp_path, TEXT.encode())
+    source = tmp_path / "corpus.txt"
+    stat = source.stat()
+    source.write_bytes(TEXT.replace("question", "QUESTION").encode())
+    os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    new = stages.download(root, params("download", source=str(source)))
+    assert new.digest != old.digest and store.verify(old.folder) is None
+
+
 def test_a_corpus_too_short_for_one_batch_gives_both_numbers(tmp_path):
     root = tmp_path / "artifacts"
     _, encoded = encode_bytes(root, tmp_path, b"a short text\n" * 10)

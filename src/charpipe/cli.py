@@ -167,6 +167,8 @@ def _generate(args) -> int:
         print(f"charpipe: generating with the champion, {args.model}", file=sys.stderr)
     if args.length < 0:
         raise ConfigError(f"length: must be 0 or more, got {args.length}")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise ConfigError(f"seed: must be an integer in [0, 2**32), got {args.seed}")
     if not (args.temperature > 0 or args.temperature == GREEDY):
         raise ConfigError(f"temperature: must be > 0, or {GREEDY} for greedy "
                           f"decoding, got {args.temperature}")
@@ -252,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     except CharpipeError as exc:
         print(f"charpipe: error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("charpipe: interrupted. Finished stages and the last completed "
+              "training epoch are kept; run the same command again to go on from "
+              "there.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

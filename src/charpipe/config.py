@@ -135,6 +135,9 @@ def _fraction(name: str, value, low_open: bool = False) -> None:
 def validate(config: Config) -> None:
     """Raise ConfigError naming the first bad parameter and the accepted range."""
     _positive(config, "batch_size", "n_steps", "units", "n_layers", "epochs")
+    if (isinstance(config.seed, bool) or not isinstance(config.seed, int)
+            or not 0 <= config.seed < 2**32):
+        raise ConfigError(f"seed: must be an integer in [0, 2**32), got {config.seed!r}")
     if config.sample_length < 0 or isinstance(config.sample_length, bool):
         raise ConfigError(
             f"sample_length: must be 0 or more, got {config.sample_length!r}")

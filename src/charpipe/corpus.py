@@ -17,6 +17,7 @@ from pathlib import Path
 
 from charpipe.errors import CharpipeError
 from charpipe.config import DEFAULT_SOURCE
+from charpipe.store import sha256_file
 
 USER_AGENT = "charpipe (+https://github.com/charpipe)"
 TIMEOUT_S = 30
@@ -50,23 +51,26 @@ def local_path(source: str) -> Path | None:
 
 
 def fingerprint(source: str) -> dict:
-    """What identifies the bytes behind a source without reading them all.
+    """What identifies the bytes behind a source.
 
-    A local file is known by its absolute path, size and modification time, so
-    an edited file is a new corpus. A URL is only known by itself; the caller
-    adds a time bucket or a pinned hash.
+    A local file is known by its absolute path and the sha256 of its content,
+    so any edit makes a new corpus, even one that keeps the file's size and
+    modification time. A URL is only known by itself; the caller adds a time
+    bucket or a pinned hash.
     """
     path = local_path(source)
     if path is None:
         return {"url": source}
     try:
-        stat = path.stat()
+        if path.exists() and not path.is_file():
+            raise CorpusError(f"corpus source {path} is not a regular file. Pass a "
+                              "text file or a URL with --source.")
+        digest = sha256_file(path)
     except OSError as exc:
         raise CorpusError(
             f"corpus file {path} cannot be read: {exc.strerror}. "
             "Pass an existing file or URL with --source.") from exc
-    return {"path": str(path.resolve()), "bytes": stat.st_size,
-            "mtime_ns": stat.st_mtime_ns}
+    return {"path": str(path.resolve()), "sha256": digest}
 
 
 def fetch(source: str, dest: Path, sha256: str | None = None,

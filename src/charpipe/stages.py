@@ -116,6 +116,12 @@ def encode(root: Path, corpus_ref: Ref, params: dict, logger=log) -> Ref:
                 params["val_fraction"], params["test_fraction"], params["lowercase"],
                 params["max_chars"], params["decode_errors"],
                 name=_source_name(corpus_ref))
+            if meta["vocab_size"] < 2:
+                [char] = encoding.read_vocab(out)
+                raise encoding.EncodingError(
+                    f"the corpus is one character, {char!r}, repeated "
+                    f"{meta['n_chars']} times: there is nothing to learn. Point "
+                    "--source at a real text.")
             logger.info("encode: %d characters, vocabulary of %d, splits %s",
                         meta["n_chars"], meta["vocab_size"], meta["splits"])
         return store.ref_for(root, "encode", key_)
