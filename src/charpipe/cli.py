@@ -106,7 +106,7 @@ def _run(args) -> int:
     overrides = {name: value for name, value in vars(args).items()
                  if name not in ("command", "preset", "json")}
     config = resolve(args.preset, **overrides)  # refused before importing Prefect
-    corpus.fingerprint(config.source)  # a local file that is not there, likewise
+    corpus.require(config.source)  # a local file that is not there, likewise
     _prepare_embedded_prefect()
 
     from flows.train import train
@@ -206,7 +206,7 @@ def _retrain(args) -> int:
                  if name not in ("command", "preset", "json") + extra}
     config = resolve(args.preset, **overrides)
     check_options(args.tolerance, args.warm_epochs)
-    corpus.fingerprint(config.source)
+    corpus.require(config.source)
     _prepare_embedded_prefect()
 
     from flows.retrain import retrain

@@ -58,19 +58,36 @@ def fingerprint(source: str) -> dict:
     modification time. A URL is only known by itself; the caller adds a time
     bucket or a pinned hash.
     """
-    path = local_path(source)
+    path = require(source)
     if path is None:
         return {"url": source}
     try:
-        if path.exists() and not path.is_file():
-            raise CorpusError(f"corpus source {path} is not a regular file. Pass a "
-                              "text file or a URL with --source.")
         digest = sha256_file(path)
     except OSError as exc:
-        raise CorpusError(
-            f"corpus file {path} cannot be read: {exc.strerror}. "
-            "Pass an existing file or URL with --source.") from exc
+        raise _unreadable(path, exc) from exc
     return {"path": str(path.resolve()), "sha256": digest}
+
+
+def require(source: str) -> Path | None:
+    """The local file a source names, refused early if it is not a readable
+    regular file; None for a URL. Cheap: reads nothing."""
+    path = local_path(source)
+    if path is None:
+        return None
+    if path.exists() and not path.is_file():
+        raise CorpusError(f"corpus source {path} is not a regular file. Pass a "
+                          "text file or a URL with --source.")
+    if not os.access(path, os.R_OK):
+        try:
+            path.stat()
+        except OSError as exc:
+            raise _unreadable(path, exc) from exc
+    return path
+
+
+def _unreadable(path: Path, exc: OSError) -> CorpusError:
+    return CorpusError(f"corpus file {path} cannot be read: {exc.strerror}. "
+                       "Pass an existing file or URL with --source.")
 
 
 def fetch(source: str, dest: Path, sha256: str | None = None,
